@@ -114,7 +114,10 @@ func splitHostPort(hp string, defaultPort int) (string, int, string, error) {
 	host, portStr, err := net.SplitHostPort(hp)
 	if err != nil {
 		// No port: the whole thing is the host (a bare IPv6 literal too).
-		if strings.HasSuffix(hp, "]") || strings.Count(hp, ":") > 1 || !strings.Contains(hp, ":") {
+		if strings.HasPrefix(hp, "[") && strings.HasSuffix(hp, "]") {
+			return hp[1 : len(hp)-1], defaultPort, "", nil
+		}
+		if strings.Count(hp, ":") > 1 || !strings.Contains(hp, ":") {
 			return hp, defaultPort, "", nil
 		}
 		return "", 0, "", fmt.Errorf("%w: %v", ErrBadHost, err)

@@ -56,7 +56,7 @@ func Lint(base []*File, targets []*File, vars map[string]string) []Finding {
 					"rule %s needs variable %s (set it with --var %s=VALUE)", spec.Host+spec.CIDR, missing, missing)})
 			default:
 				if sev, why := broadness(r); why != "" && r.Broad == "" {
-					out = append(out, Finding{f.Name, spec.Line, sev, why + "; narrow it, or say why it must be this broad in `broad:`"})
+					out = append(out, Finding{f.Name, spec.Line, sev, why + narrowHint(spec.Host, vars)})
 				}
 			}
 		}
@@ -127,4 +127,20 @@ func broadness(r *Rule) (Severity, string) {
 	default:
 		return SevWarning, fmt.Sprintf("host %q is a wildcard over %s, a suffix under which anyone can have names", r.Host, domain)
 	}
+}
+
+// narrowHint says how to fix an over-broad rule: set the variables that
+// widen it, or narrow it, or give the reason it must be this broad.
+func narrowHint(host string, vars map[string]string) string {
+	var unset []string
+	for _, name := range variableRefs(host) {
+		if vars[name] == "" {
+			unset = append(unset, "--var "+name+"=VALUE")
+		}
+	}
+	if len(unset) > 0 {
+		return "; unset variables match any label text: set " + strings.Join(unset, " ") +
+			", or say why it may stay this broad in `broad:`"
+	}
+	return "; narrow it, or say why it must be this broad in `broad:`"
 }
