@@ -47,7 +47,7 @@ func runCheck(cmd *cobra.Command, args []string) error {
 	out := cmd.OutOrStdout()
 	verdict, dest, err := decideTarget(policy, id, args[0], pins)
 	if err != nil {
-		fmt.Fprintf(out, "deny %s\n  reason:  %s\n  detail:  %v\n", args[0], allowlists.ReasonBadHost, err)
+		fmt.Fprintf(out, "deny %s\n  reason:   %s\n  detail:   %v\n", args[0], allowlists.ReasonBadHost, err)
 		return &exitError{code: 1}
 	}
 	printVerdict(out, verdict, dest, products)

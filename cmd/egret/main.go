@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -30,12 +31,15 @@ func usageError(format string, args ...any) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
+// run executes the command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return 0
@@ -43,11 +47,11 @@ func run(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.code != 1 {
-			fmt.Fprintln(os.Stderr, "egret:", ee.err)
+			fmt.Fprintln(stderr, "egret:", ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "egret:", err)
+	fmt.Fprintln(stderr, "egret:", err)
 	return 2 // cobra's own errors are usage errors: unknown flag, missing argument
 }
 

@@ -1,0 +1,35 @@
+# egret: run `make help` for the targets.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 20s
+BENCHTIME ?= 200ms
+
+.PHONY: help build run test check fuzz bench lint tidy-check
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/egret (static, stripped)
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/egret ./cmd/egret
+
+run: ## serve the embedded netapp-connector-aws allowlist on :3128, decisions on stdout
+	go run ./cmd/egret serve --product netapp-connector-aws
+
+test: check ## every check and test: vet, gofmt, go mod tidy, go test -race, each fuzz target for FUZZTIME
+	go test -race -count=1 ./...
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+check: ## static checks: go vet, gofmt, go mod tidy leaves no diff, egret lint of the embedded allowlists
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@scripts/tidy-check.sh
+	go run ./cmd/egret lint > /dev/null
+
+fuzz: ## run each native fuzz target for FUZZTIME (default 20s)
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+bench: ## Go benchmarks of the hot paths (benchstat-ready output in bench.txt)
+	go test ./... -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 6 | tee bench.txt
+
+lint: ## lint the embedded allowlists (or FILES="a.yaml dir/")
+	go run ./cmd/egret lint $(FILES)
