@@ -215,3 +215,16 @@ func sortedMapKeys(m map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// HasCIDRRules reports whether any of the identity's products has a cidr
+// rule, so that a name no host rule allows may still be allowed by the
+// address it resolves to. Callers resolve denied names only then, so that
+// egret does not look up names it will refuse anyway.
+func (id Identity) HasCIDRRules() bool {
+	for _, ix := range id.indexes {
+		if len(ix.cidrs) > 0 {
+			return true
+		}
+	}
+	return false
+}

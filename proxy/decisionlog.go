@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DecisionLog writes one JSON object per line for every decision and every
+// closed tunnel (DESIGN §7). Each line goes to the writer in one write
+// call, before the proxy opens the tunnel; when a write fails the log
+// reports it and the proxy refuses traffic until a write succeeds again
+// (fail closed).
+type DecisionLog struct {
+	mu     sync.Mutex
+	h      slog.Handler
+	closer io.Closer
+	broken atomic.Pointer[error] // the last write error, nil while healthy
+}
+
+// OpenDecisionLog opens path for appending ("-" is standard output).
+func OpenDecisionLog(path string) (*DecisionLog, error) {
+	if path == "-" || path == "" {
+		return NewDecisionLog(os.Stdout, nil), nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("decision log: %w", err)
+	}
+	return NewDecisionLog(f, f), nil
+}
+
+// NewDecisionLog writes to w; closer (may be nil) is closed by Close.
+func NewDecisionLog(w io.Writer, closer io.Closer) *DecisionLog {
+	return &DecisionLog{h: slog.NewJSONHandler(w, nil), closer: closer}
+}
+
+// Err returns the last write error, or nil if the log is writable.
+func (l *DecisionLog) Err() error {
+	if p := l.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close closes the underlying file, if any.
+func (l *DecisionLog) Close() error {
+	if l.closer != nil {
+		return l.closer.Close()
+	}
+	return nil
+}
+
+// write emits one line; slog's JSON handler makes one Write call per record.
+func (l *DecisionLog) write(msg string, attrs []slog.Attr) error {
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	rec.AddAttrs(attrs...)
+	l.mu.Lock()
+	err := l.h.Handle(context.Background(), rec)
+	l.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("decision log: %w", err)
+		l.broken.Store(&err)
+		return err
+	}
+	l.broken.Store(nil)
+	return nil
+}
+
+// Event is what the log says about one decision. The same Event is logged
+// again, with byte counts, when its tunnel or request ends.
+type Event struct {
+	TraceID  string
+	Decision string // allow, deny, would-deny
+	Mode     Mode
+	Listener string // explicit, transparent
+	Client   string // ip:port
+	Identity string
+	Products []string
+	Method   string // CONNECT, GET, …, TLS
+	Host     string
+	Port     uint16
+	Path     string
+	Rule     string
+	Source   string
+	Reason   string
+	Product  string
+	Paths    string // "unenforced" when a path rule allowed a tunnel
+	SNI      string
+	IP       string
+	Error    string // why a dial or forward failed (close lines)
+	Status   int    // HTTP status egret answered with, when it answered
+	start    time.Time
+}
+
+func (e *Event) attrs() []slog.Attr {
+	a := []slog.Attr{
+		slog.String("decision", e.Decision),
+		slog.String("mode", e.Mode.String()),
+		slog.String("listener", e.Listener),
+		slog.String("client", e.Client),
+		slog.String("identity", e.Identity),
+		slog.Any("products", nonNil(e.Products)),
+		slog.String("method", e.Method),
+		slog.String("host", e.Host),
+		slog.Int("port", int(e.Port)),
+	}
+	optional := []struct{ k, v string }{
+		{"path", e.Path}, {"rule", e.Rule}, {"source", e.Source}, {"reason", e.Reason},
+		{"product", e.Product}, {"paths", e.Paths}, {"sni", e.SNI}, {"ip", e.IP}, {"error", e.Error},
+	}
+	for _, kv := range optional {
+		if kv.v != "" {
+			a = append(a, slog.String(kv.k, kv.v))
+		}
+	}
+	if e.Status != 0 {
+		a = append(a, slog.Int("status", e.Status))
+	}
+	return append(a, slog.String("trace_id", e.TraceID))
+}
+
+// Decision logs the decision line.
+func (l *DecisionLog) Decision(e *Event) error {
+	return l.write("decision", e.attrs())
+}
+
+// Closed logs the close line of an allowed tunnel or request.
+func (l *DecisionLog) Closed(e *Event, up, down int64) error {
+	a := append(e.attrs(),
+		slog.Int64("bytes_up", up),
+		slog.Int64("bytes_down", down),
+		slog.Int64("duration_ms", time.Since(e.start).Milliseconds()))
+	return l.write("close", a)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// newTraceID returns 32 lower-case hex digits, the W3C trace-id form.
+func newTraceID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

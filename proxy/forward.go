@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// checkedAddrsKey carries the addresses the guard checked from the
+// decision to the transport's dial.
+type checkedAddrsKey struct{}
+
+// newTransport is the client for plain HTTP requests. It never reads
+// HTTP_PROXY from the environment (egret would chain silently), dials only
+// the checked addresses of the request being forwarded, and reuses a
+// connection only for the same host and port (the transport's pool key).
+func newTransport(r *Rules) *http.Transport {
+	dialer := &net.Dialer{}
+	t := &http.Transport{
+		Proxy:                 nil,
+		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: r.Limits.withDefaults().IdleTimeout,
+		ExpectContinueTimeout: 0,
+	}
+	timeout := r.Limits.withDefaults().DialTimeout
+	if r.Upstream != nil {
+		t.Proxy = http.ProxyURL(r.Upstream)
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			return dialer.DialContext(ctx, network, addr) // the upstream proxy itself
+		}
+		return t
+	}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		addrs, _ := ctx.Value(checkedAddrsKey{}).([]netip.Addr)
+		_, portStr, err := net.SplitHostPort(addr)
+		if err != nil || len(addrs) == 0 {
+			return nil, &net.AddrError{Err: "no checked address", Addr: addr}
+		}
+		port, err := net.LookupPort("tcp", portStr)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		c, _, err := dialChecked(ctx, addrs, uint16(port), dialer)
+		return c, err
+	}
+	return t
+}
+
+// forward sends an allowed plain HTTP request upstream and relays the
+// response. It reports whether the client connection may be reused.
+func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev *Event) bool {
+	if !s.logDecision(c, ev) {
+		return false
+	}
+	if o.err != nil {
+		ev.Status, ev.Error = s.upstreamFailed(c, o.err)
+		s.log.Closed(ev, 0, 0)
+		return false
+	}
+	out := req.Clone(context.WithValue(context.Background(), checkedAddrsKey{}, o.addrs))
+	out.RequestURI = ""
+	out.Host = "" // the Host header becomes the target's authority, never the client's
+	removeHopByHop(out.Header)
+	up := &countingReader{r: req.Body}
+	if req.Body != http.NoBody {
+		out.Body = up
+	}
+	if out.Header.Get("Expect") == "100-continue" { // the decision is taken: let the client send
+		out.Header.Del("Expect")
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+	}
+	resp, err := r.transport.RoundTrip(out)
+	if err != nil {
+		ev.Status, ev.Error = s.upstreamFailed(c, err)
+		s.log.Closed(ev, up.n.Load(), 0)
+		return false
+	}
+	defer resp.Body.Close()
+	ev.Status = resp.StatusCode
+	removeHopByHop(resp.Header)
+	down := &countingReader{r: resp.Body}
+	resp.Body = down
+	closeAfter := req.Close || resp.Close || !req.ProtoAtLeast(1, 1)
+	if !req.ProtoAtLeast(1, 1) && resp.ContentLength < 0 {
+		resp.TransferEncoding = nil // an HTTP/1.0 client gets the body until close, not chunks
+	}
+	resp.Close = closeAfter
+	bw := bufio.NewWriter(c)
+	err = resp.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	s.log.Closed(ev, up.n.Load(), down.n.Load())
+	return err == nil && !closeAfter && resp.ContentLength >= 0 || err == nil && !closeAfter && isChunked(resp)
+}
+
+func isChunked(resp *http.Response) bool {
+	return len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }

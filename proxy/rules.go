@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/egret-proxy/egret/allowlists"
+)
+
+// Rules is everything a configuration reload may change. The server holds
+// one *Rules at a time and swaps it atomically; a connection keeps the
+// Rules it started with for each request it decides.
+type Rules struct {
+	Policy  *allowlists.Policy
+	Clients []Client
+	// Default is the identity of clients no other identity matches.
+	Default Client
+	// AuthOptional sends clients without credentials to Default even when
+	// some client has a username (else they get 407).
+	AuthOptional bool
+	Guard        Guard
+	// Pins maps normalised names to the address to dial (--resolve).
+	Pins map[string]netip.Addr
+	// Upstream, when set, is a proxy all allowed traffic is sent through.
+	Upstream *url.URL
+	Limits   Limits
+
+	transport *http.Transport // for plain HTTP; built by Prepare
+}
+
+// Limits bound what one client can make the proxy spend. Zero values take
+// the defaults of DESIGN §4.
+type Limits struct {
+	ReadHeaderTimeout time.Duration // request line and headers; ClientHello (default 10s)
+	DialTimeout       time.Duration // resolving and connecting upstream (default 10s)
+	IdleTimeout       time.Duration // a tunnel with no bytes either way (default 5m)
+	MaxHeaderBytes    int           // request line and headers (default 64 KiB)
+	MaxConns          int           // client connections at once (default 10000)
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&l.ReadHeaderTimeout, 10*time.Second)
+	def(&l.DialTimeout, 10*time.Second)
+	def(&l.IdleTimeout, 5*time.Minute)
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = 10000
+	}
+	return l
+}
+
+// Client is a client identity: who it is, how it is recognised, and what
+// it may reach.
+type Client struct {
+	Name     string
+	Sources  []netip.Prefix
+	Username string
+	// CheckPassword reports whether a password is this client's; it must
+	// compare in constant time.
+	CheckPassword func(string) bool
+	Identity      allowlists.Identity
+	Mode          Mode
+}
+
+// identify finds the client in the order of DESIGN §5: credentials, then
+// source address, then the default. It returns nil when the client must
+// be challenged with 407 (wrong credentials, or none where they are
+// required).
+func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
+	if proxyAuth != "" && r.hasUsernames() {
+		user, pass, ok := parseBasic(proxyAuth)
+		if !ok {
+			return nil
+		}
+		for i := range r.Clients {
+			c := &r.Clients[i]
+			if c.Username != "" && c.Username == user && c.CheckPassword != nil && c.CheckPassword(pass) {
+				return c
+			}
+		}
+		return nil
+	}
+	for i := range r.Clients {
+		for _, p := range r.Clients[i].Sources {
+			if p.Contains(src.Unmap()) {
+				return &r.Clients[i]
+			}
+		}
+	}
+	if r.authRequired() {
+		return nil
+	}
+	return &r.Default
+}
+
+func (r *Rules) authRequired() bool {
+	return !r.AuthOptional && r.hasUsernames()
+}
+
+// hasUsernames reports whether any client is identified by credentials.
+// When none is, credentials a client sends anyway are ignored.
+func (r *Rules) hasUsernames() bool {
+	for _, c := range r.Clients {
+		if c.Username != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// parseBasic decodes a Basic Proxy-Authorization value.
+func parseBasic(h string) (user, pass string, ok bool) {
+	scheme, cred, found := strings.Cut(h, " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(raw), ":")
+}

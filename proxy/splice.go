@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// spliceChunk is how many bytes one direction copies before it re-arms its
+// idle deadline. io.Copy into a *net.TCPConn from an *io.LimitedReader over
+// a *net.TCPConn still uses splice(2), so the chunking costs no copy.
+const spliceChunk = 4 << 20
+
+// tunnel copies bytes both ways between client and upstream until both
+// directions have ended, then closes both. A direction's EOF is passed on
+// as a half-close (CloseWrite). When neither direction has moved a byte for
+// idle, the tunnel is closed. It returns the bytes sent upstream (client
+// to upstream) and downstream.
+func tunnel(client, upstream net.Conn, idle time.Duration) (up, down int64) {
+	t := &activity{}
+	t.touch()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); up = copyDirection(upstream, client, idle, t, client, upstream) }()
+	go func() { defer wg.Done(); down = copyDirection(client, upstream, idle, t, client, upstream) }()
+	wg.Wait()
+	client.Close()
+	upstream.Close()
+	return up, down
+}
+
+// activity is the time of the last byte moved in either direction.
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch()                     { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) idleFor() time.Duration     { return time.Since(time.Unix(0, a.last.Load())) }
+func (a *activity) quiet(d time.Duration) bool { return a.idleFor() >= d }
+
+// copyDirection copies src to dst in chunks; see tunnel. On an error other
+// than EOF it closes both connections so the other direction ends too.
+func copyDirection(dst, src net.Conn, idle time.Duration, t *activity, a, b net.Conn) int64 {
+	var total int64
+	for {
+		if idle > 0 {
+			src.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := io.Copy(dst, &io.LimitedReader{R: src, N: spliceChunk})
+		total += n
+		if n > 0 {
+			t.touch()
+		}
+		switch {
+		case err == nil && n == spliceChunk:
+			continue // more to come
+		case err == nil: // EOF from src: pass the half-close on
+			closeWrite(dst)
+			return total
+		case errors.Is(err, os.ErrDeadlineExceeded) && !t.quiet(idle):
+			continue // the other direction is busy: not idle
+		default: // idle, reset, or the other side closed both
+			a.Close()
+			b.Close()
+			return total
+		}
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
