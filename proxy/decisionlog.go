@@ -39,7 +39,14 @@ func OpenDecisionLog(path string) (*DecisionLog, error) {
 
 // NewDecisionLog writes to w; closer (may be nil) is closed by Close.
 func NewDecisionLog(w io.Writer, closer io.Closer) *DecisionLog {
-	return &DecisionLog{h: slog.NewJSONHandler(w, nil), closer: closer}
+	// Drop slog's "level": every line is a decision, none is more urgent.
+	opts := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && a.Key == slog.LevelKey {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	return &DecisionLog{h: slog.NewJSONHandler(w, opts), closer: closer}
 }
 
 // Err returns the last write error, or nil if the log is writable.

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/egret-proxy/egret/allowlists"
+	"github.com/egret-proxy/egret/config"
+	"github.com/egret-proxy/egret/proxy"
+	"github.com/spf13/cobra"
+)
+
+func newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run the proxy: explicit listener (--listen), admin endpoints (--admin)",
+		Args:  cobra.NoArgs,
+		RunE:  runServe,
+	}
+	config.Flags(cmd.Flags())
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, _ []string) error {
+	stderr := cmd.ErrOrStderr()
+	cfg, err := config.Load(cmd.Flags())
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("config: %w", err)}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
+	}
+	adminLn, err := net.Listen("tcp", cfg.Admin)
+	if err != nil {
+		ln.Close()
+		return &exitError{code: 2, err: fmt.Errorf("admin listen %s: %w", cfg.Admin, err)}
+	}
+	self := ownAddresses(ln, adminLn)
+	rules, err := buildRules(cfg, self, stderr)
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return &exitError{code: 2, err: err}
+	}
+	dlog, err := proxy.OpenDecisionLog(cfg.DecisionLog)
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return &exitError{code: 2, err: err}
+	}
+	defer dlog.Close()
+	srv := proxy.NewServer(dlog, rules)
+	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go admin.Serve(adminLn)
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeExplicit(ln) }()
+	fmt.Fprintf(stderr, "egret: explicit proxy on %s, products %v, mode %s; admin on %s\n",
+		ln.Addr(), cfg.Products, cfg.Mode, adminLn.Addr())
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
+
+	reload := func() { reloadRules(cmd, srv, &cfg, self, stderr) }
+	if cfg.File != "" {
+		go func() {
+			if err := config.Watch(ctx, cfg.File, hup, reload); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(stderr, "egret: watching %s: %v (SIGHUP still reloads)\n", cfg.File, err)
+			}
+		}()
+	} else {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					reload()
+				}
+			}
+		}()
+	}
+
+	select {
+	case err := <-served:
+		return &exitError{code: 1, err: fmt.Errorf("serving: %w", err)}
+	case sig := <-term:
+		fmt.Fprintf(stderr, "egret: %s: draining for up to %s\n", sig, cfg.ShutdownGrace)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		fmt.Fprintf(stderr, "egret: grace period over; closed the remaining connections\n")
+	}
+	admin.Close()
+	fmt.Fprintln(stderr, "egret: stopped")
+	return nil
+}
+
+// reloadRules loads the configuration afresh and swaps in the new rules.
+// A configuration that fails validation keeps the old policy.
+func reloadRules(cmd *cobra.Command, srv *proxy.Server, cur **config.Config, self []netip.AddrPort, stderr io.Writer) {
+	cfg, err := config.Load(cmd.Flags())
+	if err == nil {
+		var rules *proxy.Rules
+		if rules, err = buildRules(cfg, self, stderr); err == nil {
+			srv.SetRules(rules)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "egret: reload failed, keeping the previous policy: %v\n", err)
+		return
+	}
+	for _, key := range config.RestartNeeded(*cur, cfg) {
+		fmt.Fprintf(stderr, "egret: reload: %s changed; it takes effect after a restart\n", key)
+	}
+	*cur = cfg
+	fmt.Fprintln(stderr, "egret: reloaded configuration")
+}
+
+// buildRules compiles the allowlists and identities of a configuration.
+func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*proxy.Rules, error) {
+	cat, err := allowlists.LoadCatalog(cfg.Allowlists...)
+	if err != nil {
+		return nil, err
+	}
+	pol, warnings, err := allowlists.Compile(cat, allowlists.Settings{Vars: cfg.Vars, Deny: cfg.Deny})
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "egret: warning:", w)
+	}
+	if err != nil {
+		return nil, err
+	}
+	mode, err := proxy.ParseMode(cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	def, err := pol.Identity("default", cfg.Products...)
+	if err != nil {
+		return nil, fmt.Errorf("product: %w", err)
+	}
+	r := &proxy.Rules{
+		Policy:       pol,
+		Default:      proxy.Client{Name: "default", Identity: def, Mode: mode},
+		AuthOptional: cfg.AuthOptional,
+		Guard:        proxy.Guard{AllowRanges: cfg.AllowRanges, Self: self, Local: localAddresses()},
+		Pins:         cfg.Resolve,
+		Upstream:     cfg.UpstreamProxy,
+		Limits: proxy.Limits{
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
+			MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConns: cfg.MaxConns,
+		},
+	}
+	for _, c := range cfg.Clients {
+		id, err := pol.Identity(c.Name, c.Products...)
+		if err != nil {
+			return nil, fmt.Errorf("client %s: %w", c.Name, err)
+		}
+		cm := mode
+		if c.Mode != "" {
+			if cm, err = proxy.ParseMode(c.Mode); err != nil {
+				return nil, fmt.Errorf("client %s: %w", c.Name, err)
+			}
+		}
+		r.Clients = append(r.Clients, proxy.Client{
+			Name: c.Name, Sources: c.Sources, Username: c.Username,
+			CheckPassword: c.CheckPassword, Identity: id, Mode: cm,
+		})
+	}
+	return r, nil
+}
+
+// ownAddresses are the addresses egret listens on: it must never dial them.
+func ownAddresses(lns ...net.Listener) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range lns {
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+	return out
+}
+
+// localAddresses are the host's interface addresses, which a listener on
+// an unspecified address also answers on.
+func localAddresses() []netip.Addr {
+	var out []netip.Addr
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
+}
