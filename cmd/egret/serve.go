@@ -39,32 +39,41 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
 	}
-	adminLn, err := net.Listen("tcp", cfg.Admin)
-	if err != nil {
-		ln.Close()
-		return &exitError{code: 2, err: fmt.Errorf("admin listen %s: %w", cfg.Admin, err)}
+	lns := []net.Listener{ln}
+	var adminLn net.Listener
+	if cfg.Admin != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			ln.Close()
+			return &exitError{code: 2, err: fmt.Errorf("admin listen %s: %w", cfg.Admin, err)}
+		}
+		lns = append(lns, adminLn)
 	}
-	self := ownAddresses(ln, adminLn)
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	self := ownAddresses(lns...)
 	rules, err := buildRules(cfg, self, stderr)
 	if err != nil {
-		ln.Close()
-		adminLn.Close()
+		closeAll()
 		return &exitError{code: 2, err: err}
 	}
 	dlog, err := proxy.OpenDecisionLog(cfg.DecisionLog)
 	if err != nil {
-		ln.Close()
-		adminLn.Close()
+		closeAll()
 		return &exitError{code: 2, err: err}
 	}
 	defer dlog.Close()
 	srv := proxy.NewServer(dlog, rules)
 	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-	go admin.Serve(adminLn)
+	if adminLn != nil {
+		go admin.Serve(adminLn)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeExplicit(ln) }()
 	fmt.Fprintf(stderr, "egret: explicit proxy on %s, products %v, mode %s; admin on %s\n",
-		ln.Addr(), cfg.Products, cfg.Mode, adminLn.Addr())
+		ln.Addr(), cfg.Products, cfg.Mode, cfg.Admin)
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

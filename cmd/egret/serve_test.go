@@ -268,3 +268,26 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestExampleConfigLoads starts egret on deploy/egret.yaml, the commented
+// example of every key, so that the documented file stays valid.
+func TestExampleConfigLoads(t *testing.T) {
+	cmd := exec.Command(egretBinary(t), "serve", "--config", "../../deploy/egret.yaml",
+		"--listen", freeAddr(t), "--admin", freeAddr(t))
+	cmd.Env = append(os.Environ(), "EGRET_PW_CONNECTOR=secret")
+	var errOut lockedBuffer
+	cmd.Stderr, cmd.Stdout = &errOut, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errOut.String(), "explicit proxy on") {
+		if cmd.ProcessState != nil || time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("egret did not start on deploy/egret.yaml:\n%s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+}
