@@ -101,3 +101,12 @@ func (p *Policy) Decide(id Identity, d Dest) Verdict {
 	}
 	return Verdict{Reason: ReasonNoRule}
 }
+
+// DenyEntry returns the explicit deny entry that matches d, or nil. The
+// proxy asks it for every address a name resolved to, so that a denied
+// range wins over a name the policy allows.
+func (p *Policy) DenyEntry(d Dest) *Rule {
+	var c candidates
+	p.deny.lookup(&d, &c)
+	return c.pathless
+}

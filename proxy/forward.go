@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -72,13 +73,21 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	out.RequestURI = ""
 	out.Host = "" // the Host header becomes the target's authority, never the client's
 	removeHopByHop(out.Header)
-	up := &countingReader{r: req.Body}
+	// Every read of the request body and write of the response re-arms an
+	// idle deadline: a client that stalls mid-body or stops reading cannot
+	// hold the connection and its upstream forever.
+	idle := r.Limits.IdleTimeout
+	up := &countingReader{r: req.Body, arm: func() { c.SetReadDeadline(time.Now().Add(idle)) }}
 	if req.Body != http.NoBody {
 		out.Body = up
 	}
-	if out.Header.Get("Expect") == "100-continue" { // the decision is taken: let the client send
+	cw := &deadlineWriter{c: c, idle: idle}
+	defer c.SetDeadline(noDeadline)
+	if expectsContinue(out.Header) {
 		out.Header.Del("Expect")
-		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		if req.ProtoAtLeast(1, 1) { // the decision is taken: let the client send (never to HTTP/1.0, RFC 9110 §10.1.1)
+			io.WriteString(cw, "HTTP/1.1 100 Continue\r\n\r\n")
+		}
 	}
 	resp, err := r.transport.RoundTrip(out)
 	if err != nil {
@@ -96,7 +105,7 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 		resp.TransferEncoding = nil // an HTTP/1.0 client gets the body until close, not chunks
 	}
 	resp.Close = closeAfter
-	bw := bufio.NewWriter(c)
+	bw := bufio.NewWriter(cw)
 	err = resp.Write(bw)
 	if err == nil {
 		err = bw.Flush()
@@ -109,13 +118,35 @@ func isChunked(resp *http.Response) bool {
 	return len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"
 }
 
-// countingReader counts the bytes read through it.
+// expectsContinue reports whether the request carries Expect:
+// 100-continue (the value is case-insensitive).
+func expectsContinue(h http.Header) bool {
+	return strings.EqualFold(strings.TrimSpace(h.Get("Expect")), "100-continue")
+}
+
+// deadlineWriter sets a write deadline of idle before each write.
+type deadlineWriter struct {
+	c    net.Conn
+	idle time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.c.SetWriteDeadline(time.Now().Add(w.idle))
+	return w.c.Write(p)
+}
+
+// countingReader counts the bytes read through it; arm, if set, runs
+// before each read (to set a deadline).
 type countingReader struct {
-	r io.ReadCloser
-	n atomic.Int64
+	r   io.ReadCloser
+	n   atomic.Int64
+	arm func()
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.arm != nil {
+		c.arm()
+	}
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err

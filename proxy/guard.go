@@ -26,6 +26,7 @@ var guardedRanges = prefixes(
 	"fe80::/10",       // link-local
 	"ff00::/8",        // multicast
 	"::ffff:0:0/96",   // IPv4-mapped (only reached if not unmapped)
+	"64:ff9b:1::/48",  // local-use NAT64 (RFC 8215): where the IPv4 sits depends on the site's prefix length
 	"100::/64",        // discard-only
 	"2001:db8::/32",   // documentation
 	"192.0.0.0/24",    // IETF protocol assignments
@@ -35,10 +36,10 @@ var guardedRanges = prefixes(
 	"203.0.113.0/24",  // TEST-NET-3
 )
 
-// NAT64 (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16) and Teredo
-// (2001::/32) addresses are refused when the IPv4 address they embed is
-// (see embeddedIPv4); refusing them whole would break IPv6-only sites
-// behind DNS64.
+// Well-known NAT64 (64:ff9b::/96), 6to4 (2002::/16) and Teredo (2001::/32)
+// addresses are refused when the IPv4 address they embed is (see
+// embeddedIPv4); refusing them whole would break IPv6-only sites behind
+// DNS64.
 
 func prefixes(ss ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(ss))
@@ -132,7 +133,7 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	}
 	b := a.As16()
 	switch {
-	case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b: // 64:ff9b::/96 and /48
+	case nat64.Contains(a): // well-known NAT64 prefix
 		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
 	case b[0] == 0x20 && b[1] == 0x02: // 2002::/16
 		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
@@ -151,3 +152,5 @@ func insideGuarded(p netip.Prefix) bool {
 	}
 	return false
 }
+
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")

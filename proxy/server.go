@@ -166,7 +166,7 @@ func (s *Server) decide(ctx context.Context, r *Rules, cl *Client, d allowlists.
 	if !v.Allow && v.Reason == allowlists.ReasonNoRule && !d.IsIP() && r.Upstream == nil && cl.Identity.HasCIDRRules() {
 		addrs, resolveErr = r.resolve(ctx, d)
 		for _, a := range addrs {
-			if v2 := r.Policy.Decide(cl.Identity, d.WithAddr(a)); v2.Allow {
+			if v2 := r.Policy.Decide(cl.Identity, d.WithAddr(a)); v2.Allow || v2.Reason == allowlists.ReasonDenyEntry {
 				v = v2
 				break
 			}
@@ -190,11 +190,33 @@ func (s *Server) decide(ctx context.Context, r *Rules, cl *Client, d allowlists.
 		o.err = resolveErr
 		return o
 	}
+	if o.decision == "allow" {
+		if v = denyResolved(r, d, addrs, v); !v.Allow {
+			o = outcome{decision: "deny", reason: v.Reason, verdict: v}
+			if cl.Mode == ModeReport {
+				o.decision = "would-deny"
+			} else {
+				return o
+			}
+		}
+	}
 	if why, _ := r.guardAll(addrs, d.Port, v.Rule); why != allowlists.ReasonRule {
 		return outcome{decision: "deny", reason: why, verdict: v}
 	}
 	o.addrs = addrs
 	return o
+}
+
+// denyResolved turns an allow into a deny-entry deny when any address the
+// name resolved to lies in a denied range: deny entries win over every
+// allow rule, including one that matched the name.
+func denyResolved(r *Rules, d allowlists.Dest, addrs []netip.Addr, v allowlists.Verdict) allowlists.Verdict {
+	for _, a := range addrs {
+		if rule := r.Policy.DenyEntry(d.WithAddr(a)); rule != nil {
+			return allowlists.Verdict{Reason: allowlists.ReasonDenyEntry, Rule: rule}
+		}
+	}
+	return v
 }
 
 // fill copies the outcome into the log event.
