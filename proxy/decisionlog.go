@@ -74,10 +74,14 @@ func (l *DecisionLog) write(msg string, attrs []slog.Attr) error {
 	l.mu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("decision log: %w", err)
-		l.broken.Store(&err)
+		if l.broken.Swap(&err) == nil {
+			fmt.Fprintf(os.Stderr, "egret: %v; refusing traffic until it can be written\n", err)
+		}
 		return err
 	}
-	l.broken.Store(nil)
+	if l.broken.Swap(nil) != nil {
+		fmt.Fprintln(os.Stderr, "egret: decision log writable again; serving")
+	}
 	return nil
 }
 

@@ -291,3 +291,41 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 }
+
+// TestServeFailsClosedOnFullDisk logs to /dev/full, where every write
+// fails with ENOSPC as on a full disk: egret refuses traffic, says so on
+// standard error and /readyz, and keeps running.
+func TestServeFailsClosedOnFullDisk(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Fatalf("/dev/full: %v", err)
+	}
+	_, port := upstream(t)
+	s := &served{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, dir: t.TempDir()}
+	os.MkdirAll(filepath.Join(s.dir, "al"), 0o755)
+	os.WriteFile(filepath.Join(s.dir, "al", "local.yaml"), []byte(localPolicy(port)), 0o644)
+	s.proxy, s.admin = freeAddr(t), freeAddr(t)
+	s.cmd = exec.Command(egretBinary(t), "serve", "--listen", s.proxy, "--admin", s.admin, "--product", "local",
+		"--allowlists", filepath.Join(s.dir, "al"), "--allow-range", "127.0.0.0/8",
+		"--resolve", "example.com=127.0.0.1", "--decision-log", "/dev/full")
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.cmd.Process.Kill(); s.cmd.Wait() }()
+	s.waitFor(func() bool { return strings.Contains(s.stderr.String(), "explicit proxy on") }, "start")
+	if _, _, st := s.tunnel(fmt.Sprintf("example.com:%d", port)); st != http.StatusServiceUnavailable {
+		t.Fatalf("CONNECT with an unwritable log: %d, want 503", st)
+	}
+	s.waitFor(func() bool {
+		return strings.Contains(s.stderr.String(), "no space left on device; refusing traffic")
+	}, "stderr to say why traffic is refused")
+	resp, err := http.Get("http://" + s.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "decision log") {
+		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
+	}
+}
