@@ -49,17 +49,15 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 // line in the file.
 type Error struct{ errs []fieldErr }
 
-func (e *Error) Error() string {
-	lines := make([]string, len(e.errs))
-	for i, fe := range e.errs {
-		lines[i] = fe.String()
-	}
-	return strings.Join(lines, "\n")
-}
+func (e *Error) Error() string { return strings.Join(e.Problems(), "\n") }
 
 // Problems returns the problems one by one.
 func (e *Error) Problems() []string {
-	return strings.Split(e.Error(), "\n")
+	out := make([]string, len(e.errs))
+	for i, fe := range e.errs {
+		out[i] = fe.String()
+	}
+	return out
 }
 
 // fieldErr is one problem: where the value came from (file:line, --flag,

@@ -15,6 +15,9 @@ import (
 // debounce is how long Watch waits after the last event of a burst.
 const debounce = 200 * time.Millisecond
 
+// maxDelay bounds how long a burst of events can put a look off.
+const maxDelay = 2 * time.Second
+
 // pollInterval is how often Watch also looks at the file without an event,
 // in case a watch was lost (its directory removed and created again). A
 // variable so that tests can turn it off.
@@ -26,10 +29,14 @@ var pollInterval = 5 * time.Second
 // It watches the file's directory, not the file, so that it sees in-place
 // writes, a temporary file renamed over it, removal and re-creation, and a
 // Kubernetes ConfigMap's ..data symlink swap. Events are debounced: a
-// burst gives one call, 200ms after its last event. A burst calls reload
+// burst gives one call, 200ms after its last event (or 2s after its first,
+// in a directory that never rests). A burst calls reload
 // only when the file's content differs from what Watch saw last (a missing
-// file waits until it is back), so unrelated files in the directory and
-// rewrites with the same content do not; a SIGHUP always does.
+// or empty file waits until it has content again), so unrelated files in
+// the directory and rewrites with the same content do not; a SIGHUP always
+// does. An in-place write slower than the debounce can still be seen half
+// done: Load then fails or loads part of the file, and the write's end
+// brings another call. Writers should rename a complete file into place.
 //
 // reload runs on Watch's goroutine, one call at a time. Watch never loads
 // or swaps anything itself: reload should call Load and decide. file may
@@ -45,7 +52,16 @@ func Watch(ctx context.Context, file string, sighup <-chan os.Signal, reload fun
 	timer := time.NewTimer(debounce)
 	timer.Stop()
 	var fire <-chan time.Time
-	arm := func() { timer.Reset(debounce); fire = timer.C }
+	var burst time.Time // when the pending burst began
+	arm := func() {
+		switch {
+		case fire == nil:
+			burst, fire = time.Now(), timer.C
+			timer.Reset(debounce)
+		case time.Since(burst) < maxDelay:
+			timer.Reset(debounce)
+		} // else a directory that never rests: let the timer fire
+	}
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
 	forced := false
@@ -128,7 +144,8 @@ func (w *watcher) changed() bool {
 	return true
 }
 
-// look hashes the file's content (nil if it cannot be read), making sure
+// look hashes the file's content (nil if it cannot be read or is empty),
+// making sure
 // the directories that matter are watched.
 func (w *watcher) look() []byte {
 	if w.fw == nil {
@@ -139,8 +156,8 @@ func (w *watcher) look() []byte {
 		w.follow(filepath.Dir(resolved))
 	}
 	data, err := os.ReadFile(w.abs)
-	if err != nil {
-		return nil
+	if err != nil || len(data) == 0 {
+		return nil // missing, or an in-place write caught between truncate and write
 	}
 	sum := sha256.Sum256(data)
 	return sum[:]

@@ -264,3 +264,25 @@ func TestWatchLoad(t *testing.T) {
 	write(t, file, "listen: [\":3333\"]\n")
 	waitFor(":1111", ":2222", file+":1: listen: want a single value, not a list")
 }
+
+// TestWatchDirectoryRecreated removes the file's whole directory and makes
+// it again: the directory's watch is gone, and the poll finds the file.
+// Not parallel: it shortens the poll for its own Watch only.
+func TestWatchDirectoryRecreated(t *testing.T) {
+	old := pollInterval
+	t.Cleanup(func() { pollInterval = old }) // after Watch's own clean-up
+	pollInterval = 100 * time.Millisecond    // shorter than debounce: no starving
+	file := writeConfig(t, "mode: enforce\n")
+	w := startWatch(t, file)
+	dir := filepath.Dir(file)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, file, "mode: report\n")
+	w.expect(2, "the directory made again")
+	write(t, file, "mode: enforce\n")
+	w.expect(3, "a write after the directory came back")
+}

@@ -177,7 +177,7 @@ func toAny(n *yaml.Node) any {
 func checkStructure(root *yaml.Node) []keyErr {
 	var errs []keyErr
 	errs = append(errs, checkDuplicates(root, nil)...)
-	known := []string{"config"}
+	var known []string
 	for _, k := range keys {
 		known = append(known, k.key)
 	}

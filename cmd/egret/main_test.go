@@ -153,3 +153,19 @@ func TestLint(t *testing.T) {
 		t.Fatalf("lint of a broken file: exit %d\n%s", code, out)
 	}
 }
+
+func TestRememberSuccess(t *testing.T) {
+	calls := 0
+	check := rememberSuccess(func(pw string) bool { calls++; return pw == "secret" })
+	for i, tt := range []struct {
+		pw        string
+		want      bool
+		wantCalls int
+	}{
+		{"wrong", false, 1}, {"secret", true, 2}, {"secret", true, 2}, {"wrong", false, 3}, {"secret", true, 3},
+	} {
+		if got := check(tt.pw); got != tt.want || calls != tt.wantCalls {
+			t.Errorf("step %d: check(%q) = %v after %d calls; want %v after %d", i, tt.pw, got, calls, tt.want, tt.wantCalls)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -187,7 +190,7 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 		}
 		r.Clients = append(r.Clients, proxy.Client{
 			Name: c.Name, Sources: c.Sources, Username: c.Username,
-			CheckPassword: c.CheckPassword, Identity: id, Mode: cm,
+			CheckPassword: rememberSuccess(c.CheckPassword), Identity: id, Mode: cm,
 		})
 	}
 	return r, nil
@@ -218,4 +221,23 @@ func localAddresses() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// rememberSuccess wraps a password check so that the last password that
+// passed is recognised again by its SHA-256, compared in constant time,
+// without running the check: a bcrypt compare takes tens of milliseconds
+// and clients send their credentials with every request.
+func rememberSuccess(check func(string) bool) func(string) bool {
+	var last atomic.Pointer[[32]byte]
+	return func(pw string) bool {
+		sum := sha256.Sum256([]byte(pw))
+		if known := last.Load(); known != nil && subtle.ConstantTimeCompare(known[:], sum[:]) == 1 {
+			return true
+		}
+		if !check(pw) {
+			return false
+		}
+		last.Store(&sum)
+		return true
+	}
 }
