@@ -138,11 +138,7 @@ func TestSeedEndpointsCovered(t *testing.T) {
 	documentedPort := map[string]string{"repo.cliqrtech.com": "repo.cliqrtech.com:22"}
 	cat := withoutBroadRules(t)
 	p := mustCompile(t, cat, allowlists.Settings{})
-	var all []string
-	for _, name := range cat.Names() {
-		all = append(all, name)
-	}
-	id, err := p.Identity("seed", all...)
+	id, err := p.Identity("seed", cat.Names()...)
 	if err != nil {
 		t.Fatal(err)
 	}

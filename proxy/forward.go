@@ -111,7 +111,10 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 		err = bw.Flush()
 	}
 	s.log.Closed(ev, up.n.Load(), down.n.Load())
-	return err == nil && !closeAfter && resp.ContentLength >= 0 || err == nil && !closeAfter && isChunked(resp)
+	// The next request can follow only a response whose end the client can
+	// see without the connection closing.
+	delimited := resp.ContentLength >= 0 || isChunked(resp)
+	return err == nil && !closeAfter && delimited
 }
 
 func isChunked(resp *http.Response) bool {

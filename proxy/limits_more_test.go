@@ -184,9 +184,9 @@ func TestSlowClient(t *testing.T) {
 				}
 			}
 			// The slow client decided nothing: only the fast request is logged.
-			lines := h.lines(2)
+			h.lines(2) // wait for the fast request's two lines
 			time.Sleep(50 * time.Millisecond)
-			lines = parseLines(t, h.logBuf.String())
+			lines := parseLines(t, h.logBuf.String())
 			if len(lines) != 2 {
 				t.Fatalf("log lines %d, want 2:\n%s", len(lines), h.logBuf.String())
 			}

@@ -36,9 +36,12 @@ func tunnel(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 // activity is the time of the last byte moved in either direction.
 type activity struct{ last atomic.Int64 }
 
-func (a *activity) touch()                     { a.last.Store(time.Now().UnixNano()) }
-func (a *activity) idleFor() time.Duration     { return time.Since(time.Unix(0, a.last.Load())) }
-func (a *activity) quiet(d time.Duration) bool { return a.idleFor() >= d }
+func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
+
+// quiet reports whether no byte has moved either way for d.
+func (a *activity) quiet(d time.Duration) bool {
+	return time.Since(time.Unix(0, a.last.Load())) >= d
+}
 
 // copyDirection copies src to dst in chunks; see tunnel. On an error other
 // than EOF it closes both connections so the other direction ends too.
