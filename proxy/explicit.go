@@ -62,10 +62,7 @@ func (s *Server) refuseUnreadable(c net.Conn, err error) {
 // whether the connection may carry another request.
 func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request) bool {
 	r := s.rules.Load()
-	ev := &Event{
-		TraceID: newTraceID(), Listener: "explicit", Client: c.RemoteAddr().String(),
-		Method: req.Method, start: time.Now(),
-	}
+	ev := s.begin("explicit", c, req.Method)
 	host, port, path, err := requestTarget(req)
 	if err != nil {
 		writeStatus(c, http.StatusBadRequest, "", "egret: "+err.Error()+"\n", true)
@@ -111,7 +108,7 @@ func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request)
 // logDecision writes the decision line; when the log cannot be written the
 // request is refused with 503 (fail closed) and the connection ends.
 func (s *Server) logDecision(c net.Conn, ev *Event) bool {
-	if err := s.log.Decision(ev); err != nil {
+	if err := s.record(ev); err != nil {
 		writeStatus(c, http.StatusServiceUnavailable, "", "egret: decision log unavailable; refusing traffic\n", true)
 		return false
 	}
@@ -139,7 +136,7 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 	up, ip, err := s.dialOutcome(r, d, o)
 	if err != nil {
 		ev.Status, ev.Error = s.upstreamFailed(c, err)
-		s.log.Closed(ev, 0, 0)
+		s.finish(ev, 0, 0)
 		return
 	}
 	if ip.IsValid() {
@@ -147,7 +144,7 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 	}
 	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		up.Close()
-		s.log.Closed(ev, 0, 0)
+		s.finish(ev, 0, 0)
 		return
 	}
 	var early int64
@@ -157,12 +154,12 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 		early = int64(w)
 		if err != nil {
 			up.Close()
-			s.log.Closed(ev, early, 0)
+			s.finish(ev, early, 0)
 			return
 		}
 	}
 	upBytes, down := tunnel(c, up, r.Limits.IdleTimeout)
-	s.log.Closed(ev, early+upBytes, down)
+	s.finish(ev, early+upBytes, down)
 }
 
 func (s *Server) dialOutcome(r *Rules, d allowlists.Dest, o *outcome) (net.Conn, netip.Addr, error) {

@@ -66,7 +66,7 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	}
 	if o.err != nil {
 		ev.Status, ev.Error = s.upstreamFailed(c, o.err)
-		s.log.Closed(ev, 0, 0)
+		s.finish(ev, 0, 0)
 		return false
 	}
 	out := req.Clone(context.WithValue(context.Background(), checkedAddrsKey{}, o.addrs))
@@ -92,7 +92,7 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	resp, err := r.transport.RoundTrip(out)
 	if err != nil {
 		ev.Status, ev.Error = s.upstreamFailed(c, err)
-		s.log.Closed(ev, up.n.Load(), 0)
+		s.finish(ev, up.n.Load(), 0)
 		return false
 	}
 	defer resp.Body.Close()
@@ -110,7 +110,7 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	if err == nil {
 		err = bw.Flush()
 	}
-	s.log.Closed(ev, up.n.Load(), down.n.Load())
+	s.finish(ev, up.n.Load(), down.n.Load())
 	// The next request can follow only a response whose end the client can
 	// see without the connection closing.
 	delimited := resp.ContentLength >= 0 || isChunked(resp)
