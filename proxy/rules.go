@@ -91,6 +91,27 @@ func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 		}
 		return nil
 	}
+	if cl := r.bySource(src); cl != nil {
+		return cl
+	}
+	if r.authRequired() {
+		return nil
+	}
+	return &r.Default
+}
+
+// identifyBySource finds the client of a connection that carries no
+// credentials to check (the transparent listener): by source address,
+// else the default identity.
+func (r *Rules) identifyBySource(src netip.Addr) *Client {
+	if cl := r.bySource(src); cl != nil {
+		return cl
+	}
+	return &r.Default
+}
+
+// bySource returns the first client whose sources contain src, or nil.
+func (r *Rules) bySource(src netip.Addr) *Client {
 	for i := range r.Clients {
 		for _, p := range r.Clients[i].Sources {
 			if p.Contains(src.Unmap()) {
@@ -98,10 +119,7 @@ func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 			}
 		}
 	}
-	if r.authRequired() {
-		return nil
-	}
-	return &r.Default
+	return nil
 }
 
 func (r *Rules) authRequired() bool {

@@ -18,7 +18,7 @@ import (
 
 var noDeadline time.Time
 
-// Server serves the explicit (and, later, transparent) listeners with the
+// Server serves the explicit and transparent listeners with the
 // current Rules.
 type Server struct {
 	log   *DecisionLog
@@ -29,11 +29,15 @@ type Server struct {
 	lns    []net.Listener
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+
+	// originalDst finds where a redirected connection was going
+	// (SO_ORIGINAL_DST); tests without netfilter replace it.
+	originalDst func(net.Conn) (netip.AddrPort, error)
 }
 
 // NewServer returns a server deciding with r and logging to log.
 func NewServer(log *DecisionLog, r *Rules) *Server {
-	s := &Server{log: log, conns: map[net.Conn]struct{}{}}
+	s := &Server{log: log, conns: map[net.Conn]struct{}{}, originalDst: originalDst}
 	s.SetRules(r)
 	return s
 }

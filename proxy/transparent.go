@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/egret-proxy/egret/allowlists"
+)
+
+// ServeTransparent accepts connections that iptables REDIRECT or nftables
+// redirect sent to egret, until l is closed. Over --max-conns a connection
+// is closed without a word: the client does not know a proxy is there.
+func (s *Server) ServeTransparent(l net.Listener) error {
+	return s.serve(l, s.serveTransparentConn, func(net.Conn) {})
+}
+
+// ListenTransparent opens the transparent listener(s) on addr. An address
+// with no host (":3129") gets one IPv4 and one IPv6-only socket rather than
+// a dual-stack one, so that each connection's original destination is
+// asked of the family it arrived in. The IPv6 socket is skipped when the
+// host has no IPv6.
+func ListenTransparent(addr string) ([]net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if host != "" {
+		network := "tcp4"
+		if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
+			network = "tcp6"
+		}
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return []net.Listener{l}, nil
+	}
+	l4, err := net.Listen("tcp4", net.JoinHostPort("0.0.0.0", port))
+	if err != nil {
+		return nil, err
+	}
+	l6, err := net.Listen("tcp6", net.JoinHostPort("::", port))
+	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return []net.Listener{l4}, nil
+	}
+	if err != nil {
+		l4.Close()
+		return nil, err
+	}
+	return []net.Listener{l4, l6}, nil
+}
+
+// serveTransparentConn serves one redirected connection. The first byte
+// tells the protocol: 0x16 starts a TLS handshake record, an upper-case
+// letter an HTTP request line.
+func (s *Server) serveTransparentConn(c net.Conn) {
+	r := s.rules.Load()
+	ev := s.begin("transparent", c, "")
+	cl := r.identifyBySource(addrOf(c.RemoteAddr()))
+	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
+
+	local := netip.AddrPortFrom(addrOf(c.LocalAddr()), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	orig, err := s.originalDst(c)
+	if err != nil {
+		orig = local
+	}
+	orig = netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())
+	ev.Host, ev.Port = orig.Addr().String(), orig.Port()
+	if orig == local || r.Guard.isSelf(orig.Addr(), orig.Port()) {
+		// Not redirected: the client connected to egret itself, which
+		// egret never proxies to.
+		s.denyTransparent(ev, allowlists.ReasonSelf)
+		return
+	}
+
+	c.SetReadDeadline(time.Now().Add(r.Limits.ReadHeaderTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		if isTimeout(err) { // connected and never spoke: say so
+			ev.Method = "TLS"
+			s.denyTransparent(ev, allowlists.ReasonBadHello)
+		}
+		return
+	}
+	switch {
+	case first[0] == 0x16: // TLS handshake record
+		s.serveTransparentTLS(c, r, cl, orig, first[:], ev)
+	case first[0] >= 'A' && first[0] <= 'Z':
+		c.SetReadDeadline(noDeadline)
+		s.serveTransparentHTTP(c, cl, orig, first[:])
+	default:
+		ev.Method = "unknown"
+		s.denyTransparent(ev, allowlists.ReasonBadHello)
+	}
+}
+
+// serveTransparentTLS decides a TLS connection by the SNI of its
+// ClientHello, then dials the name (never the original address) and
+// replays the hello before splicing. Without SNI only a cidr rule on the
+// original address allows.
+func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, first []byte, ev *Event) {
+	ev.Method = "TLS"
+	hello, err := readClientHello(c, first)
+	if err != nil {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
+			s.denyTransparent(ev, allowlists.ReasonBadHello)
+		}
+		return
+	}
+	c.SetReadDeadline(noDeadline)
+	if hello.offersECH {
+		if hello.serverName != "" {
+			ev.Host, ev.SNI = hello.serverName, hello.serverName
+		}
+		s.denyTransparent(ev, allowlists.ReasonECH)
+		return
+	}
+	target := orig.Addr().String()
+	if hello.serverName != "" {
+		target, ev.SNI = hello.serverName, hello.serverName
+	}
+	d, err := allowlists.NewDest(target, int(orig.Port()), "")
+	if err != nil {
+		ev.Host = hello.serverName
+		s.denyTransparent(ev, allowlists.ReasonBadHost)
+		return
+	}
+	ev.Host = d.Host
+	o := s.decide(context.Background(), r, cl, d)
+	if hello.serverName == "" && o.reason == allowlists.ReasonNoRule {
+		o.reason = allowlists.ReasonNoSNI
+	}
+	o.fill(ev)
+	if !o.proceed() {
+		s.record(ev)
+		return
+	}
+	if len(o.addrs) > 0 {
+		ev.IP = o.addrs[0].String()
+	}
+	if s.record(ev) != nil {
+		return // fail closed: the log cannot be written
+	}
+	up, ip, err := s.dialOutcome(r, d, &o)
+	if err != nil {
+		ev.Error = err.Error()
+		s.finish(ev, 0, 0)
+		return
+	}
+	if ip.IsValid() {
+		ev.IP = ip.String()
+	}
+	if _, err := up.Write(hello.raw); err != nil {
+		up.Close()
+		ev.Error = err.Error()
+		s.finish(ev, 0, 0)
+		return
+	}
+	upBytes, down := tunnel(c, up, r.Limits.IdleTimeout)
+	s.finish(ev, int64(len(hello.raw))+upBytes, down)
+}
+
+// serveTransparentHTTP serves plain HTTP requests one after another, each
+// decided by its own Host header (or absolute-form target) on the original
+// port. A request with no Host is decided on the original address, which
+// only a cidr rule allows.
+func (s *Server) serveTransparentHTTP(c net.Conn, cl *Client, orig netip.AddrPort, first []byte) {
+	lim := s.rules.Load().Limits
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), c), lim.MaxHeaderBytes)
+	for n := 0; ; n++ {
+		if n > 0 { // keep-alive: wait for the next request at most the idle timeout
+			c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
+			if _, err := br.Peek(1); err != nil {
+				return
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+		req, err := readRequest(br, lim.MaxHeaderBytes)
+		if err != nil {
+			s.refuseUnreadable(c, err)
+			return
+		}
+		c.SetReadDeadline(noDeadline)
+		r := s.rules.Load()
+		if n > 0 { // a reload may have changed the client's identity
+			cl = r.identifyBySource(addrOf(c.RemoteAddr()))
+		}
+		if !s.handleTransparentHTTP(c, r, cl, orig, req) {
+			return
+		}
+		lim = r.Limits
+	}
+}
+
+func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, req *http.Request) bool {
+	ev := s.begin("transparent", c, req.Method)
+	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
+	ev.Port = orig.Port()
+	if req.Method == http.MethodConnect {
+		writeStatus(c, http.StatusBadRequest, "", "egret: CONNECT on a redirected connection\n", true)
+		return false
+	}
+	host := req.URL.Hostname() // absolute-form: the target decides, as on the explicit listener
+	if host == "" {
+		host, _ = splitHostOptionalPort(req.Host)
+	}
+	if host == "" {
+		host = orig.Addr().String()
+	}
+	ev.Host = host
+	path := req.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	d, err := allowlists.NewDest(host, int(orig.Port()), path)
+	if err != nil {
+		ev.Decision, ev.Reason, ev.Status = "deny", allowlists.ReasonBadHost.String(), http.StatusForbidden
+		return s.deny(c, req, ev)
+	}
+	ev.Host, ev.Path = d.Host, d.Path
+	o := s.decide(context.Background(), r, cl, d)
+	o.fill(ev)
+	if !o.proceed() {
+		ev.Status = http.StatusForbidden
+		return s.deny(c, req, ev)
+	}
+	if len(o.addrs) > 0 {
+		ev.IP = o.addrs[0].String()
+	}
+	// Forward as the explicit listener does an absolute-form request: the
+	// decided name and the original port make the URL and the Host header
+	// (without the port when it is HTTP's own, as clients send it).
+	req.URL.Scheme, req.URL.Host = "http", net.JoinHostPort(d.Host, strconv.Itoa(int(orig.Port())))
+	if orig.Port() == 80 {
+		req.URL.Host = strings.TrimSuffix(req.URL.Host, ":80")
+	}
+	return s.forward(c, req, r, &o, ev)
+}
+
+// denyTransparent logs a deny of a connection that gets no answer: denied
+// TLS, and what is not TLS or HTTP, is closed.
+func (s *Server) denyTransparent(ev *Event, why allowlists.Reason) {
+	ev.Decision, ev.Reason = "deny", why.String()
+	s.record(ev)
+}
+
+// splitHostOptionalPort splits a Host header value, which may or may not
+// carry a port.
+func splitHostOptionalPort(hostport string) (host, port string) {
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		return h, p
+	}
+	return hostport, ""
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
