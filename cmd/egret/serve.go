@@ -24,7 +24,7 @@ import (
 func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "run the proxy: explicit listener (--listen), admin endpoints (--admin)",
+		Short: "run the proxy: explicit listener (--listen), transparent listener (--transparent), admin endpoints (--admin)",
 		Args:  cobra.NoArgs,
 		RunE:  runServe,
 	}
@@ -43,18 +43,26 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		return &exitError{code: 2, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
 	}
 	lns := []net.Listener{ln}
-	var adminLn net.Listener
-	if cfg.Admin != "" {
-		if adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-			ln.Close()
-			return &exitError{code: 2, err: fmt.Errorf("admin listen %s: %w", cfg.Admin, err)}
-		}
-		lns = append(lns, adminLn)
-	}
 	closeAll := func() {
 		for _, l := range lns {
 			l.Close()
 		}
+	}
+	var transparent []net.Listener
+	if cfg.Transparent != "" {
+		if transparent, err = proxy.ListenTransparent(cfg.Transparent); err != nil {
+			closeAll()
+			return &exitError{code: 2, err: fmt.Errorf("transparent listen %s: %w", cfg.Transparent, err)}
+		}
+		lns = append(lns, transparent...)
+	}
+	var adminLn net.Listener
+	if cfg.Admin != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			closeAll()
+			return &exitError{code: 2, err: fmt.Errorf("admin listen %s: %w", cfg.Admin, err)}
+		}
+		lns = append(lns, adminLn)
 	}
 	self := ownAddresses(lns...)
 	rules, err := buildRules(cfg, self, stderr)
@@ -73,10 +81,16 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if adminLn != nil {
 		go admin.Serve(adminLn)
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 1+len(transparent))
 	go func() { served <- srv.ServeExplicit(ln) }()
+	for _, l := range transparent {
+		go func() { served <- srv.ServeTransparent(l) }()
+	}
 	fmt.Fprintf(stderr, "egret: explicit proxy on %s, products %v, mode %s; admin on %s\n",
 		ln.Addr(), cfg.Products, cfg.Mode, cfg.Admin)
+	for _, l := range transparent {
+		fmt.Fprintf(stderr, "egret: transparent listener on %s\n", l.Addr())
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
