@@ -35,6 +35,10 @@ type Client struct {
 	Products []string
 	// Mode is "enforce", "report", or "" to inherit the global mode.
 	Mode string
+	// Listener, when set ("explicit" or "transparent"), limits the client
+	// to connections arriving on that listener; a client with a listener
+	// and no sources or username is every client of that listener.
+	Listener string
 }
 
 // String describes c without its password.
@@ -50,6 +54,9 @@ func (c Client) String() string {
 	fmt.Fprintf(&b, " products=%v", c.Products)
 	if c.Mode != "" {
 		fmt.Fprintf(&b, " mode=%s", c.Mode)
+	}
+	if c.Listener != "" {
+		fmt.Fprintf(&b, " listener=%s", c.Listener)
 	}
 	return b.String()
 }
@@ -154,6 +161,7 @@ func (l *loader) client(m map[string]any, src source, p path) Client {
 		PasswordBcrypt: field("password_bcrypt"),
 		Products:       l.list(m["products"], src, p.with("products")),
 		Mode:           l.mode(m["mode"], src, p.with("mode")),
+		Listener:       field("listener"),
 	}
 	switch {
 	case c.Name == "":
@@ -163,8 +171,16 @@ func (l *loader) client(m map[string]any, src source, p path) Client {
 	case !clientNameRE.MatchString(c.Name):
 		l.bad(src, p.with("name"), "%q: a name is letters, digits, '.', '_' and '-' (e.g. connector)", c.Name)
 	}
-	if m["sources"] == nil && c.Username == "" {
-		l.bad(src, p, "needs sources (CIDRs), a username, or both")
+	switch c.Listener {
+	case "", "explicit", "transparent":
+	default:
+		l.bad(src, p.with("listener"), "%q is not a listener (explicit or transparent)", c.Listener)
+	}
+	if m["sources"] == nil && c.Username == "" && c.Listener == "" {
+		l.bad(src, p, "needs sources (CIDRs), a username, a listener, or a combination")
+	}
+	if c.Username != "" && c.Listener == "transparent" {
+		l.bad(src, p.with("username"), "clients of the transparent listener send no proxy credentials")
 	}
 	if len(c.Products) == 0 {
 		l.bad(src, p.with("products"), "needs at least one product (e.g. products: [netapp-connector-aws])")

@@ -62,7 +62,7 @@ func (s *Server) refuseUnreadable(c net.Conn, err error) {
 // whether the connection may carry another request.
 func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request) bool {
 	r := s.rules.Load()
-	ev := s.begin("explicit", c, req.Method)
+	ev := s.begin(ListenerExplicit, c, req.Method)
 	host, port, path, err := requestTarget(req)
 	if err != nil {
 		writeStatus(c, http.StatusBadRequest, "", "egret: "+err.Error()+"\n", true)

@@ -71,12 +71,24 @@ type Client struct {
 	CheckPassword func(string) bool
 	Identity      allowlists.Identity
 	Mode          Mode
+	// Listener limits the client to one listener (ListenerExplicit or
+	// ListenerTransparent); "" is both.
+	Listener string
 }
 
-// identify finds the client in the order of DESIGN §5: credentials, then
-// source address, then the default. It returns nil when the client must
-// be challenged with 407 (wrong credentials, or none where they are
-// required).
+// The listeners, as named in the decision log and in a client's listener.
+const (
+	ListenerExplicit    = "explicit"
+	ListenerTransparent = "transparent"
+)
+
+// on reports whether the client may be identified on listener.
+func (c *Client) on(listener string) bool { return c.Listener == "" || c.Listener == listener }
+
+// identify finds the client of a request on the explicit listener in the
+// order of DESIGN §5: credentials, then source address, then listener,
+// then the default. It returns nil when the client must be challenged with
+// 407 (wrong credentials, or none where they are required).
 func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 	if proxyAuth != "" && r.hasUsernames() {
 		user, pass, ok := parseBasic(proxyAuth)
@@ -85,13 +97,14 @@ func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 		}
 		for i := range r.Clients {
 			c := &r.Clients[i]
-			if c.Username != "" && c.Username == user && c.CheckPassword != nil && c.CheckPassword(pass) {
+			if c.Username != "" && c.Username == user && c.on(ListenerExplicit) &&
+				c.CheckPassword != nil && c.CheckPassword(pass) {
 				return c
 			}
 		}
 		return nil
 	}
-	if cl := r.bySource(src); cl != nil {
+	if cl := r.byAddress(ListenerExplicit, src); cl != nil {
 		return cl
 	}
 	if r.authRequired() {
@@ -100,26 +113,35 @@ func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 	return &r.Default
 }
 
-// identifyBySource finds the client of a connection that carries no
-// credentials to check (the transparent listener): by source address,
-// else the default identity.
-func (r *Rules) identifyBySource(src netip.Addr) *Client {
-	if cl := r.bySource(src); cl != nil {
+// identifyTransparent finds the client of a redirected connection, which
+// carries no credentials: by source address, then listener, else the
+// default identity.
+func (r *Rules) identifyTransparent(src netip.Addr) *Client {
+	if cl := r.byAddress(ListenerTransparent, src); cl != nil {
 		return cl
 	}
 	return &r.Default
 }
 
-// bySource returns the first client whose sources contain src, or nil.
-func (r *Rules) bySource(src netip.Addr) *Client {
+// byAddress returns the first client of listener whose sources contain
+// src, else the first client known by that listener alone, or nil.
+func (r *Rules) byAddress(listener string, src netip.Addr) *Client {
+	var byListener *Client
 	for i := range r.Clients {
-		for _, p := range r.Clients[i].Sources {
+		c := &r.Clients[i]
+		if !c.on(listener) {
+			continue
+		}
+		for _, p := range c.Sources {
 			if p.Contains(src.Unmap()) {
-				return &r.Clients[i]
+				return c
 			}
 		}
+		if byListener == nil && c.Listener != "" && len(c.Sources) == 0 && c.Username == "" {
+			byListener = c
+		}
 	}
-	return nil
+	return byListener
 }
 
 func (r *Rules) authRequired() bool {

@@ -65,8 +65,8 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 // letter an HTTP request line.
 func (s *Server) serveTransparentConn(c net.Conn) {
 	r := s.rules.Load()
-	ev := s.begin("transparent", c, "")
-	cl := r.identifyBySource(addrOf(c.RemoteAddr()))
+	ev := s.begin(ListenerTransparent, c, "")
+	cl := r.identifyTransparent(addrOf(c.RemoteAddr()))
 	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
 
 	local := netip.AddrPortFrom(addrOf(c.LocalAddr()), uint16(c.LocalAddr().(*net.TCPAddr).Port))
@@ -193,7 +193,7 @@ func (s *Server) serveTransparentHTTP(c net.Conn, cl *Client, orig netip.AddrPor
 		c.SetReadDeadline(noDeadline)
 		r := s.rules.Load()
 		if n > 0 { // a reload may have changed the client's identity
-			cl = r.identifyBySource(addrOf(c.RemoteAddr()))
+			cl = r.identifyTransparent(addrOf(c.RemoteAddr()))
 		}
 		if !s.handleTransparentHTTP(c, r, cl, orig, req) {
 			return
@@ -203,7 +203,7 @@ func (s *Server) serveTransparentHTTP(c net.Conn, cl *Client, orig netip.AddrPor
 }
 
 func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, req *http.Request) bool {
-	ev := s.begin("transparent", c, req.Method)
+	ev := s.begin(ListenerTransparent, c, req.Method)
 	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
 	ev.Port = orig.Port()
 	if req.Method == http.MethodConnect {

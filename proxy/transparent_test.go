@@ -402,3 +402,41 @@ func TestOriginalDstOfAConnectionNotRedirected(t *testing.T) {
 		t.Fatalf("originalDst = %v; want %v", got, ln.Addr())
 	}
 }
+
+// Identity by listener: a client known only by its listener is every
+// client of that listener; a source match on the listener comes first,
+// and neither applies on the other listener.
+func TestIdentityByListener(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	dial := h.transparent()
+	swapRules(h, func(r *Rules) {
+		id := r.Default.Identity
+		none, err := r.Policy.Identity("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Default.Identity = none
+		r.Clients = []Client{
+			{Name: "redirected", Listener: ListenerTransparent, Identity: id},
+			{Name: "other-segment", Listener: ListenerTransparent, Sources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Identity: none},
+		}
+	})
+	if _, err := getOverTLS(t, dial(elsewhere(h.tlsPort)), h.tlsConfig("example.com")); err != nil {
+		t.Fatalf("the transparent listener's client: %v", err)
+	}
+	wantFields(t, h.lines(1)[0], map[string]any{"identity": "redirected", "decision": "allow", "listener": "transparent"})
+
+	resp := h.raw(fmt.Sprintf("GET http://example.com:%d/ HTTP/1.1\r\nHost: example.com\r\n\r\n", h.httpPort))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("explicit listener: %s, want the default identity's 403", resp.Status)
+	}
+	wantFields(t, waitLines(t, h.logBuf, map[string]any{"listener": "explicit"})[0], map[string]any{"identity": "default"})
+
+	r := h.srv.Rules()
+	if got := r.identifyTransparent(netip.MustParseAddr("10.1.2.3")).Name; got != "other-segment" {
+		t.Errorf("source match on the transparent listener: %s", got)
+	}
+	if got := r.identify(netip.MustParseAddr("10.1.2.3"), "").Name; got != "default" {
+		t.Errorf("a transparent-only client matched on the explicit listener: %s", got)
+	}
+}

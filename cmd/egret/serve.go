@@ -204,7 +204,7 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 		}
 		r.Clients = append(r.Clients, proxy.Client{
 			Name: c.Name, Sources: c.Sources, Username: c.Username,
-			CheckPassword: rememberSuccess(c.CheckPassword), Identity: id, Mode: cm,
+			CheckPassword: rememberSuccess(c.CheckPassword), Identity: id, Mode: cm, Listener: c.Listener,
 		})
 	}
 	return r, nil
