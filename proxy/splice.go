@@ -43,22 +43,34 @@ func (a *activity) quiet(d time.Duration) bool {
 	return time.Since(time.Unix(0, a.last.Load())) >= d
 }
 
-// copyDirection copies src to dst in chunks; see tunnel. On an error other
-// than EOF it closes both connections so the other direction ends too.
+// copyDirection copies src to dst; see tunnel. Between bursts it waits
+// for data without holding splice pipes (see pending), then moves what is
+// queued, at most spliceChunk at a time so the idle deadline is re-armed.
+// On an error other than EOF it closes both connections so the other
+// direction ends too.
 func copyDirection(dst, src net.Conn, idle time.Duration, t *activity, a, b net.Conn) int64 {
 	var total int64
 	for {
 		if idle > 0 {
 			src.SetReadDeadline(time.Now().Add(idle))
 		}
-		n, err := io.Copy(dst, &io.LimitedReader{R: src, N: spliceChunk})
-		total += n
-		if n > 0 {
-			t.touch()
+		limit := int64(spliceChunk)
+		queued, waited, err := pending(src)
+		if err == nil {
+			if waited && queued > 0 && int64(queued) < limit {
+				limit = int64(queued) // splice returns as soon as this is moved
+			}
+			var n int64
+			n, err = io.Copy(dst, &io.LimitedReader{R: src, N: limit})
+			total += n
+			if n > 0 {
+				t.touch()
+			}
+			if err == nil && n == limit {
+				continue // more may come
+			}
 		}
 		switch {
-		case err == nil && n == spliceChunk:
-			continue // more to come
 		case err == nil: // EOF from src: pass the half-close on
 			closeWrite(dst)
 			return total
