@@ -35,6 +35,7 @@ import (
 type interceptHarness struct {
 	*harness
 	egretCA   *x509.Certificate // parsed from ca.pem, as a workload would
+	caPath    string            // ca.pem
 	upLeaf    []byte            // the upstream's own certificate (DER)
 	upPort    int
 	badPort   int
@@ -99,7 +100,8 @@ func newInterceptHarness(t *testing.T, mode Mode) *interceptHarness {
 	hostsPattern, _ := certs.ParseHostPattern("*.hosts.example.com")
 	upRoots := x509.NewCertPool()
 	upRoots.AddCert(upRoot)
-	ih.egretCA = readCertPEM(t, filepath.Join(dir, certs.CertFile))
+	ih.caPath = filepath.Join(dir, certs.CertFile)
+	ih.egretCA = readCertPEM(t, ih.caPath)
 	ih.clientCAs = x509.NewCertPool()
 	ih.clientCAs.AddCert(ih.egretCA)
 	ih.clientCAs.AddCert(upRoot)
@@ -425,6 +427,21 @@ func (c *eagerConn) Read(p []byte) (int, error) {
 		}
 	}
 	return c.br.Read(p)
+}
+
+// curl (another TLS stack) trusting only ca.pem accepts egret's leaf: the
+// name-constrained CA works beyond Go.
+func TestInterceptWithCurl(t *testing.T) {
+	ih := newInterceptHarness(t, ModeEnforce)
+	base := fmt.Sprintf("https://svc.example.com:%d", ih.upPort)
+	out, errOut, code := runCurl(t, "-x", "http://"+ih.addr, "--cacert", ih.caPath, base+"/allowed/x")
+	if code != 0 || out != "upstream: GET /allowed/x" {
+		t.Fatalf("curl allowed path: exit %d, %q %q", code, out, errOut)
+	}
+	out, errOut, code = runCurl(t, "-x", "http://"+ih.addr, "--cacert", ih.caPath, "-o", "/dev/null", "-w", "%{http_code}", base+"/other")
+	if code != 0 || out != "403" {
+		t.Fatalf("curl denied path: exit %d, %q %q", code, out, errOut)
+	}
 }
 
 // Plain HTTP sent through a CONNECT to a path rule's name is decided
