@@ -31,7 +31,7 @@ type Rules struct {
 	Intercept *Intercept
 	Limits    Limits
 
-	transport *http.Transport // for plain HTTP; built by Prepare
+	transport *http.Transport // for plain HTTP and intercepted requests; built by SetRules
 }
 
 // Limits bound what one client can make the proxy spend. Zero values take
