@@ -99,7 +99,11 @@ func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request)
 		ev.IP = o.addrs[0].String()
 	}
 	if req.Method == http.MethodConnect {
-		s.connect(c, br, r, d, &o, ev)
+		if r.intercepts(d, &o) {
+			s.connectIntercepted(c, br, r, cl, d, ev)
+		} else {
+			s.connect(c, br, r, d, &o, ev)
+		}
 		return false
 	}
 	return s.forward(c, req, r, &o, ev)
@@ -170,10 +174,15 @@ func (s *Server) dialOutcome(r *Rules, d allowlists.Dest, o *outcome) (net.Conn,
 }
 
 // upstreamFailed answers 502 or 504 and returns the status and the error
-// text for the close line.
+// text for the close line. An upstream whose TLS handshake failed gets 502
+// with the reason upstream-tls.
 func (s *Server) upstreamFailed(c net.Conn, err error) (int, string) {
 	status, body := upstreamStatus(err)
-	writeStatus(c, status, "", body, true)
+	reason := ""
+	if isUpstreamTLSError(err) {
+		status, reason, body = http.StatusBadGateway, allowlists.ReasonUpstreamTLS.String(), "egret: upstream TLS failed: its certificate did not verify, or it spoke no TLS\n"
+	}
+	writeStatus(c, status, reason, body, true)
 	return status, err.Error()
 }
 

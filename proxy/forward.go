@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/egret-proxy/egret/allowlists"
 )
 
 // checkedAddrsKey carries the addresses the guard checked from the
@@ -31,6 +33,10 @@ func newTransport(r *Rules) *http.Transport {
 		ExpectContinueTimeout: 0,
 	}
 	timeout := r.Limits.withDefaults().DialTimeout
+	t.TLSHandshakeTimeout = timeout
+	if r.Intercept != nil { // https:// requests come from intercepted tunnels only
+		t.TLSClientConfig = r.Intercept.upstreamTLS()
+	}
 	if r.Upstream != nil {
 		t.Proxy = http.ProxyURL(r.Upstream)
 		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -91,6 +97,9 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	}
 	resp, err := r.transport.RoundTrip(out)
 	if err != nil {
+		if isUpstreamTLSError(err) {
+			ev.Reason = allowlists.ReasonUpstreamTLS.String()
+		}
 		ev.Status, ev.Error = s.upstreamFailed(c, err)
 		s.finish(ev, up.n.Load(), 0)
 		return false

@@ -27,9 +27,11 @@ type Rules struct {
 	Pins map[string]netip.Addr
 	// Upstream, when set, is a proxy all allowed traffic is sent through.
 	Upstream *url.URL
-	Limits   Limits
+	// Intercept, when set, terminates TLS for path rules (DESIGN §8a).
+	Intercept *Intercept
+	Limits    Limits
 
-	transport *http.Transport // for plain HTTP; built by Prepare
+	transport *http.Transport // for plain HTTP and intercepted requests; built by SetRules
 }
 
 // Limits bound what one client can make the proxy spend. Zero values take

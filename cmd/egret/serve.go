@@ -175,6 +175,10 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 	if err != nil {
 		return nil, err
 	}
+	intercept, err := buildIntercept(cfg)
+	if err != nil {
+		return nil, err
+	}
 	def, err := pol.Identity("default", cfg.Products...)
 	if err != nil {
 		return nil, fmt.Errorf("product: %w", err)
@@ -186,6 +190,7 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 		Guard:        proxy.Guard{AllowRanges: cfg.AllowRanges, Self: self, Local: localAddresses()},
 		Pins:         cfg.Resolve,
 		Upstream:     cfg.UpstreamProxy,
+		Intercept:    intercept,
 		Limits: proxy.Limits{
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
 			MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConns: cfg.MaxConns,
