@@ -294,11 +294,12 @@ func isUpstreamTLSError(err error) bool {
 	return errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &alert)
 }
 
-// bufferedConn reads through r, a reader over Conn that may hold bytes
-// already received (sent along with a CONNECT), and writes to Conn.
+// bufferedConn reads through r, a reader over Conn that first gives bytes
+// already received (sent along with a CONNECT, or a peeked ClientHello),
+// and writes to Conn.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -148,6 +148,15 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 	if len(o.addrs) > 0 {
 		ev.IP = o.addrs[0].String()
 	}
+	if r.intercepts(d, &o) { // a path rule: terminate TLS and decide each request
+		ev.Paths = "" // enforced inside, request by request
+		if s.record(ev) != nil {
+			return
+		}
+		replayed := io.MultiReader(bytes.NewReader(hello.raw), c)
+		s.intercept(&bufferedConn{Conn: c, r: replayed}, r, cl, d, ev)
+		return
+	}
 	if s.record(ev) != nil {
 		return // fail closed: the log cannot be written
 	}
