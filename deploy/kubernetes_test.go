@@ -422,7 +422,6 @@ func names(cs []corev1.Container) []string {
 	return out
 }
 
-
 // TestSidecarRedirectInNetns runs the init container's own arguments
 // through the script it runs (the redirect image's entrypoint) in a fresh
 // network namespace, as in a pod, and finds egret's uid excluded.

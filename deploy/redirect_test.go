@@ -33,7 +33,7 @@ type backend struct {
 
 var iptablesBackend = backend{
 	script: "./iptables.sh",
-	tools:  []string{"ip", "iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-restore", "setpriv", "bash"},
+	tools:  []string{"root", "ip", "iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore", "setpriv", "bash"},
 	seed: func(n *netns) {
 		for _, ipt := range []string{"iptables", "ip6tables"} {
 			n.run(ipt, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "8080", "-j", "REDIRECT", "--to-ports", "9999")
@@ -72,7 +72,7 @@ var iptablesBackend = backend{
 
 var nftablesBackend = backend{
 	script: "./nftables.sh",
-	tools:  []string{"ip", "nft", "setpriv", "bash"},
+	tools:  []string{"root", "ip", "nft", "setpriv", "bash"},
 	seed: func(n *netns) {
 		n.run("nft", "add", "table", "inet", "other")
 		n.run("nft", "add", "chain", "inet", "other", "out", "{ type nat hook output priority 0; }")
