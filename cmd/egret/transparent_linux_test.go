@@ -19,7 +19,7 @@ import (
 
 // The built binary as a gateway: `egret serve --transparent :3129` runs in
 // a gateway namespace whose 80/443 from the client namespace are
-// redirected to it; curl in the client namespace, configured with no
+// redirected to it by deploy/iptables.sh or deploy/nftables.sh; curl in the client namespace, configured with no
 // proxy, reaches https://example.com and http://example.com on their own
 // ports and is refused denied.example. The upstreams listen on 80 and 443
 // of the gateway's loopback; egret resolves example.com there (--resolve).
@@ -39,7 +39,13 @@ func TestServeTransparentGateway(t *testing.T) {
 func testServeTransparentGateway(t *testing.T, firewall string) {
 	bin := egretBinary(t)
 	tb := netnstest.New(t)
-	tb.Redirect(firewall, 3129, 80, 443)
+	// The redirect is the one operators install: deploy/<firewall>.sh in
+	// segment mode on the gateway's interface towards the client.
+	script, err := filepath.Abs(filepath.Join("..", "..", "deploy", firewall+".sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	netnstest.Run(t, "ip", "netns", "exec", tb.Gateway, script, "--mode", "segment", "--interface", "vgw", "--port", "3129", "apply")
 
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "upstream %s %s", r.Host, r.URL.Path)
