@@ -55,3 +55,11 @@ proxy:
 		t.Error("an unknown product has rules")
 	}
 }
+
+func TestIsProductName(t *testing.T) {
+	for name, want := range map[string]bool{"netapp-connector-aws": true, "a0": true, "": false, "-x": false, "Site": false, "a_b": false} {
+		if allowlists.IsProductName(name) != want {
+			t.Errorf("IsProductName(%q) = %v", name, !want)
+		}
+	}
+}
