@@ -7,6 +7,7 @@ package review
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -54,10 +55,11 @@ type Aggregator struct {
 	last     time.Time
 	stats    Stats
 	parser   lineParser
+	keyBuf   []byte // destKey.encode's buffer, reused line after line
 }
 
 type productAgg struct {
-	denied map[destKey]*destAgg
+	denied map[string]*destAgg // keyed by destKey.encode
 	rules  map[string]*ruleAgg // keyed by the rule as logged
 }
 
@@ -71,6 +73,7 @@ type destKey struct {
 }
 
 type destAgg struct {
+	key         destKey
 	count       int
 	first, last time.Time
 	buckets     buckets
@@ -90,7 +93,7 @@ func NewAggregator(f Filter) *Aggregator {
 		a.wanted = map[string]bool{}
 		for _, p := range f.Products {
 			a.wanted[p] = true
-			a.product(p)
+			a.product([]byte(p))
 		}
 	}
 	return a
@@ -152,15 +155,15 @@ func (a *Aggregator) counted(t time.Time) {
 
 // product returns the aggregate of a product, creating it; nil past the
 // cap on products.
-func (a *Aggregator) product(name string) *productAgg {
-	if p, ok := a.products[name]; ok {
+func (a *Aggregator) product(name []byte) *productAgg {
+	if p, ok := a.products[string(name)]; ok { // no allocation to look up
 		return p
 	}
 	if len(a.products) >= maxProducts {
 		return nil
 	}
-	p := &productAgg{denied: map[destKey]*destAgg{}, rules: map[string]*ruleAgg{}}
-	a.products[name] = p
+	p := &productAgg{denied: map[string]*destAgg{}, rules: map[string]*ruleAgg{}}
+	a.products[string(name)] = p
 	return p
 }
 
@@ -180,13 +183,13 @@ func (a *Aggregator) addAllow(r *record) {
 	a.stats.Allows++
 	for _, name := range r.products {
 		if a.wants(name) {
-			a.product(string(name))
+			a.product(name)
 		}
 	}
 	if !a.wants(r.product) || len(r.rule) == 0 {
 		return
 	}
-	p := a.product(string(r.product))
+	p := a.product(r.product)
 	if p == nil {
 		a.stats.Untracked++
 		return
@@ -239,7 +242,7 @@ func (a *Aggregator) addDeny(r *record) {
 		if !a.wants(name) {
 			continue
 		}
-		d := a.dest(string(name), r)
+		d := a.dest(name, r)
 		if d == nil {
 			a.stats.Untracked++
 			continue
@@ -256,24 +259,32 @@ func (a *Aggregator) addDeny(r *record) {
 }
 
 // dest finds or creates the denied destination of r under a product.
-func (a *Aggregator) dest(product string, r *record) *destAgg {
+func (a *Aggregator) dest(product []byte, r *record) *destAgg {
 	p := a.product(product)
 	if p == nil {
 		return nil
 	}
-	k := destKey{reason: string(r.reason), host: string(r.host), port: r.port}
-	if k.reason == "path" {
-		k.path = firstSegment(string(r.path))
+	var path []byte
+	if string(r.reason) == "path" {
+		path = firstSegment(r.path)
 	}
-	if d, ok := p.denied[k]; ok {
+	// The key is built in a reused buffer: looking it up allocates nothing.
+	a.keyBuf = append(a.keyBuf[:0], r.reason...)
+	a.keyBuf = append(a.keyBuf, 0)
+	a.keyBuf = append(a.keyBuf, r.host...)
+	a.keyBuf = append(a.keyBuf, 0)
+	a.keyBuf = strconv.AppendInt(a.keyBuf, int64(r.port), 10)
+	a.keyBuf = append(a.keyBuf, 0)
+	a.keyBuf = append(a.keyBuf, path...)
+	if d, ok := p.denied[string(a.keyBuf)]; ok {
 		return d
 	}
 	if a.dests >= maxDestinations {
 		return nil
 	}
 	a.dests++
-	d := &destAgg{}
-	p.denied[k] = d
+	d := &destAgg{key: destKey{reason: string(r.reason), host: string(r.host), port: r.port, path: string(path)}}
+	p.denied[string(a.keyBuf)] = d
 	return d
 }
 
@@ -292,14 +303,14 @@ func (a *Aggregator) regrow(s int64) {
 
 // firstSegment returns "/a" for "/a/b?c", the prefix a path rule would
 // allow; "/" for an empty or root path.
-func firstSegment(path string) string {
+func firstSegment(path []byte) []byte {
 	for i := 1; i < len(path); i++ {
 		if path[i] == '/' || path[i] == '?' || path[i] == '#' {
 			return path[:i]
 		}
 	}
-	if path == "" || path[0] != '/' {
-		return "/"
+	if len(path) == 0 || path[0] != '/' {
+		return []byte("/")
 	}
 	return path
 }

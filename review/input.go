@@ -28,10 +28,24 @@ func (a *Aggregator) Read(name string, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, maxLine)
+		inflated := inflateAhead(zr)
+		defer inflated.Close() // ends the goroutine if reading stops early
+		return a.readLines(name, bufio.NewReaderSize(inflated, maxLine))
 	}
 	return a.readLines(name, br)
+}
+
+// inflateAhead decompresses in its own goroutine, so that inflating the
+// next block overlaps with parsing this one (inflating costs about as much
+// as parsing). The goroutine ends at the end of the stream or on its
+// first error, which the reader gets.
+func inflateAhead(zr *gzip.Reader) *io.PipeReader {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, zr)
+		pw.CloseWithError(err)
+	}()
+	return pr
 }
 
 func (a *Aggregator) readLines(name string, br *bufio.Reader) error {

@@ -88,7 +88,8 @@ func (lp *lineParser) parse(line []byte) (*record, error) {
 	case r.msg == nil:
 		return nil, errNoMsg
 	}
-	if r.time, err = time.Parse(time.RFC3339Nano, string(timeText)); err != nil {
+	// UnmarshalText parses RFC 3339 from the bytes, without a copy.
+	if timeText == nil || r.time.UnmarshalText(timeText) != nil {
 		return nil, errBadTime
 	}
 	return r, nil

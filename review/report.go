@@ -130,7 +130,8 @@ func (a *Aggregator) buildProduct(name string, policy *allowlists.Policy) Produc
 			id, pr.Known = &ident, true
 		}
 	}
-	for k, d := range agg.denied {
+	for _, d := range agg.denied {
+		k := d.key
 		den := Denied{
 			Host: k.host, Port: k.port, Path: k.path, Reason: k.reason, Count: d.count,
 			First: d.first.UTC(), Last: d.last.UTC(), Timeline: slices.Clone(d.buckets[:]),
