@@ -58,7 +58,7 @@ func writeProduct(w io.Writer, p ProductReport) {
 	if len(p.Suggested) > 0 {
 		fmt.Fprintf(w, "  suggested rules (%d; --format yaml writes them as an allowlist file)\n", len(p.Suggested))
 		for _, s := range p.Suggested {
-			fmt.Fprintf(w, "    %s\t%d denies\t%s\n", s.Text(), s.Count, strings.Join(s.Names, ", "))
+			fmt.Fprintf(w, "    %s\tdenied %s\t%s\n", s.Text(), times(s.Count), strings.Join(s.Names, ", "))
 		}
 	}
 	if len(p.Unused) > 0 {
