@@ -107,7 +107,10 @@ type Narrow struct {
 func (a *Aggregator) Build(policy *allowlists.Policy) *Report {
 	r := &Report{
 		From: a.first.UTC(), To: a.last.UTC(), Stats: a.stats, Products: []ProductReport{},
-		Timeline: Timeline{Origin: a.tl.Origin(), BucketSeconds: a.tl.width, Buckets: numBuckets},
+		Timeline: Timeline{BucketSeconds: a.tl.width, Buckets: numBuckets},
+	}
+	if a.tl.width > 0 { // no deny, no timeline
+		r.Timeline.Origin = a.tl.Origin()
 	}
 	names := make([]string, 0, len(a.products))
 	for n := range a.products {
