@@ -23,6 +23,7 @@ type Settings struct {
 type Policy struct {
 	catalog  *Catalog
 	products map[string]*index
+	rules    map[string][]*Rule // each product's active rules, in file order
 	deny     *index
 	inactive []Inactive
 }
@@ -52,7 +53,7 @@ func Compile(c *Catalog, s Settings) (*Policy, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("variable %s=%s is used by no loaded rule", name, s.Vars[name]))
 		}
 	}
-	p := &Policy{catalog: c, products: map[string]*index{}}
+	p := &Policy{catalog: c, products: map[string]*index{}, rules: map[string][]*Rule{}}
 	var errs []error
 	for _, name := range c.Names() {
 		ix := newIndex()
@@ -66,6 +67,7 @@ func Compile(c *Catalog, s Settings) (*Policy, []string, error) {
 					p.inactive = append(p.inactive, Inactive{Product: name, Spec: spec, File: f.Name, Variable: inactiveVar})
 				default:
 					ix.add(r)
+					p.rules[name] = append(p.rules[name], r)
 				}
 			}
 		}
@@ -183,6 +185,11 @@ func compileDeny(entries []string) (*index, error) {
 
 // Catalog returns the catalog the policy was compiled from.
 func (p *Policy) Catalog() *Catalog { return p.catalog }
+
+// Rules lists the product's active proxy rules in file order (variables
+// substituted; inactive rules left out), or nil for an unknown product.
+// The returned rules are shared: do not modify them.
+func (p *Policy) Rules(product string) []*Rule { return p.rules[product] }
 
 // Inactive lists the rules left out for want of a variable.
 func (p *Policy) Inactive() []Inactive { return p.inactive }

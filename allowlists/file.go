@@ -186,3 +186,7 @@ func yamlKeys(v any) map[string]bool {
 	}
 	return keys
 }
+
+// IsProductName reports whether s is a valid product name: lower-case
+// letters, digits and '-', starting with a letter or digit.
+func IsProductName(s string) bool { return productNameRE.MatchString(s) }

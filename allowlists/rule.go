@@ -72,3 +72,12 @@ func (r *Rule) allowsPath(path string) bool {
 	}
 	return false
 }
+
+// IsWildcard reports whether the rule can match more than one name or
+// address: a host pattern with a wildcard, or a CIDR wider than one address.
+func (r *Rule) IsWildcard() bool {
+	if r.Host == "" {
+		return r.CIDR.Bits() < r.CIDR.Addr().BitLen()
+	}
+	return r.match.kind != kindExact
+}

@@ -65,6 +65,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", "", "configuration file (YAML)")
-	root.AddCommand(newServeCmd(), newCheckCmd(), newProductsCmd(), newLintCmd(), newCertsCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newProductsCmd(), newLintCmd(), newReviewCmd(), newCertsCmd())
 	return root
 }
