@@ -159,8 +159,10 @@ func (a *Aggregator) buildProduct(name string, policy *allowlists.Policy) Produc
 }
 
 // fixable reports whether an allow rule can turn a deny with this reason
-// into an allow: a missing rule, or a path outside a rule's prefixes.
-func fixable(reason string) bool { return reason == "no-rule" || reason == "path" }
+// into an allow: a missing rule, a path outside a rule's prefixes, or TLS
+// without SNI on the transparent listener (logged with the original
+// address, which a cidr rule allows).
+func fixable(reason string) bool { return reason == "no-rule" || reason == "path" || reason == "no-sni" }
 
 // allowedNow returns the rule of the current policy that allows d, or "".
 func allowedNow(p *allowlists.Policy, id allowlists.Identity, d Denied) string {

@@ -37,6 +37,7 @@ func TestSuggestions(t *testing.T) {
 		{"IPv6 literal", []string{deny(0, "2001:db8::1", 443, "no-rule", "site")}, []string{"2001:db8::1/128:443"}},
 		{"IP literals are never grouped", []string{deny(0, "10.0.0.1", 443, "no-rule", "site"), deny(0, "10.0.0.2", 443, "no-rule", "site"), deny(0, "10.0.0.3", 443, "no-rule", "site")},
 			[]string{"10.0.0.1/32:443", "10.0.0.2/32:443", "10.0.0.3/32:443"}},
+		{"TLS without SNI: a cidr rule on the original address", []string{deny(0, "203.0.113.9", 443, "no-sni", "site")}, []string{"203.0.113.9/32:443"}},
 		{"path outside a rule's prefixes", []string{strings.Replace(deny(0, "repo.example.org", 443, "path", "site"), `"reason"`, `"path":"/other/x.jar?y=1","reason"`, 1)},
 			[]string{"repo.example.org:443 /other"}},
 		{"reasons no rule fixes", []string{
