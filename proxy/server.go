@@ -77,6 +77,7 @@ func (s *Server) Ready() error {
 
 // ServeExplicit accepts proxy clients on l until l is closed.
 func (s *Server) ServeExplicit(l net.Listener) error {
+	s.tel.ListenerStarted("explicit")
 	return s.serve(l, s.serveExplicitConn, func(c net.Conn) {
 		writeStatus(c, http.StatusServiceUnavailable, "", "egret: too many connections\n", true)
 	})

@@ -186,7 +186,13 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Fatalf("CONNECT to a closed port: %d, want 502", st)
 	}
 
-	// An open tunnel counts as active until it closes.
+	// The series exists at 0 before the first tunnel (a request has been
+	// served, so the listener has started), counts an open tunnel, and
+	// goes back to 0 when it closes.
+	active := map[string]string{"listener": "explicit"}
+	if m := telemetrytest.Find(telemetrytest.Scrape(t, metrics), telemetry.MetricActiveTunnels, active); m == nil || m.Gauge.GetValue() != 0 {
+		t.Errorf("active tunnels before the first tunnel: %v, want a series at 0", m)
+	}
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +212,6 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	} else {
 		io.Copy(io.Discard, resp.Body)
 	}
-	active := map[string]string{"listener": "explicit"}
 	if n := telemetrytest.Value(telemetrytest.Scrape(t, metrics), telemetry.MetricActiveTunnels, active); n != 1 {
 		t.Errorf("active tunnels %v while one is open, want 1", n)
 	}

@@ -129,6 +129,12 @@ func (t *Telemetry) CountDecision(product, decision, reason string) {
 	t.decisions.Add(context.Background(), 1, t.decisionLabels.get(decisionKey{product, decision, reason})...)
 }
 
+// ListenerStarted makes the active-tunnel series of listener exist, at 0,
+// before its first tunnel.
+func (t *Telemetry) ListenerStarted(listener string) {
+	t.tunnels.Add(context.Background(), 0, t.listenerLabels.get(listener)...)
+}
+
 // TunnelOpened and TunnelClosed move egret_active_tunnels of listener.
 func (t *Telemetry) TunnelOpened(listener string) {
 	t.tunnels.Add(context.Background(), 1, t.listenerLabels.get(listener)...)

@@ -79,6 +79,15 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		closeAll()
 		return &exitError{code: 2, err: err}
 	}
+	// Signals are handled before /readyz can answer: a SIGHUP sent to a
+	// ready egret reloads, it never kills it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
+
 	srv := proxy.NewServer(dlog, rules, proxy.WithTelemetry(tel))
 	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	if adminLn != nil {
@@ -91,12 +100,6 @@ func runServe(cmd *cobra.Command, _ []string) error {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(term)
 
 	reload := func() { tel.CountReload(reloadRules(cmd, srv, &cfg, self, stderr)) }
 	if cfg.File != "" {
