@@ -117,6 +117,28 @@ func TestExportOverHTTP(t *testing.T) {
 	if len(spans) != 1 || telemetrytest.TraceID(spans[0]) != want || spans[0].Name != "CONNECT" {
 		t.Fatalf("received %v, want one CONNECT span of trace %s", spans, want)
 	}
+	if ct := rcv.ContentTypes(); len(ct) != 1 || ct[0] != "application/x-protobuf" {
+		t.Errorf("content types %v, want one protobuf export", ct)
+	}
+}
+
+func TestExportOverHTTPJSON(t *testing.T) {
+	clearOTLPEnv(t)
+	rcv := telemetrytest.NewReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	tel := newTelemetry(t)
+	span := tel.StartSpan("GET")
+	want := span.SpanContext().TraceID().String()
+	span.End()
+	shutdown(t, tel)
+	spans := rcv.WaitSpans(t, 1, 5*time.Second)
+	if telemetrytest.TraceID(spans[0]) != want {
+		t.Errorf("trace ID %s, want %s", telemetrytest.TraceID(spans[0]), want)
+	}
+	if ct := rcv.ContentTypes(); len(ct) != 1 || ct[0] != "application/json" {
+		t.Errorf("content types %v, want one application/json export", ct)
+	}
 }
 
 func TestTracesEndpointAloneTurnsExportOn(t *testing.T) {

@@ -6,7 +6,9 @@ package telemetrytest
 
 import (
 	"compress/gzip"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,19 +23,21 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// Receiver is an OTLP/HTTP trace endpoint (POST /v1/traces, protobuf) on
-// 127.0.0.1. It keeps every span it decodes.
+// Receiver is an OTLP/HTTP trace endpoint (POST /v1/traces, protobuf or
+// JSON) on 127.0.0.1. It keeps every span it decodes.
 type Receiver struct {
 	URL string // base URL, for OTEL_EXPORTER_OTLP_ENDPOINT
 
-	srv      *httptest.Server
-	mu       sync.Mutex
-	requests int
-	spans    []*tracepb.Span
-	arrived  chan struct{} // signalled after each request
+	srv          *httptest.Server
+	mu           sync.Mutex
+	requests     int
+	contentTypes []string // of the exports decoded
+	spans        []*tracepb.Span
+	arrived      chan struct{} // signalled after each request
 }
 
 // NewReceiver starts a receiver, closed when the test ends.
@@ -69,13 +73,20 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var export coltracepb.ExportTraceServiceRequest
-	if err := proto.Unmarshal(b, &export); err != nil {
+	unmarshal, marshal, contentType := proto.Unmarshal, proto.Marshal, "application/x-protobuf"
+	if req.Header.Get("Content-Type") == "application/json" {
+		unmarshal, marshal, contentType = unmarshalOTLPJSON, protojson.Marshal, "application/json"
+	}
+	if err := unmarshal(b, &export); err != nil {
 		http.Error(w, "not an ExportTraceServiceRequest: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	r.Add(&export)
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
+	r.mu.Lock()
+	r.contentTypes = append(r.contentTypes, contentType)
+	r.mu.Unlock()
+	out, _ := marshal(&coltracepb.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", contentType)
 	w.Write(out)
 }
 
@@ -91,6 +102,49 @@ func (r *Receiver) Add(export *coltracepb.ExportTraceServiceRequest) {
 	}
 }
 
+// unmarshalOTLPJSON decodes OTLP/JSON, which departs from protojson in
+// one way: trace and span IDs are hex, not base64.
+func unmarshalOTLPJSON(b []byte, m proto.Message) error {
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	if err := hexIDsToBase64(doc); err != nil {
+		return err
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return protojson.Unmarshal(b, m)
+}
+
+func hexIDsToBase64(v any) error {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if s, ok := e.(string); ok && (k == "traceId" || k == "spanId" || k == "parentSpanId") {
+				raw, err := hex.DecodeString(s)
+				if err != nil {
+					return fmt.Errorf("%s %q is not hex: %w", k, s, err)
+				}
+				x[k] = base64.StdEncoding.EncodeToString(raw)
+				continue
+			}
+			if err := hexIDsToBase64(e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if err := hexIDsToBase64(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (r *Receiver) signal() {
 	select {
 	case r.arrived <- struct{}{}:
@@ -103,6 +157,13 @@ func (r *Receiver) Requests() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.requests
+}
+
+// ContentTypes returns the content type of each export decoded so far.
+func (r *Receiver) ContentTypes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.contentTypes...)
 }
 
 // Spans returns the spans received so far.
