@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DecisionLog writes one JSON object per line for every decision and every
@@ -88,7 +88,7 @@ func (l *DecisionLog) write(msg string, attrs []slog.Attr) error {
 // Event is what the log says about one decision. The same Event is logged
 // again, with byte counts, when its tunnel or request ends.
 type Event struct {
-	TraceID  string
+	TraceID  string // the span's: 32 lower-case hex digits (W3C)
 	Decision string // allow, deny, would-deny
 	Mode     Mode
 	Listener string // explicit, transparent
@@ -109,6 +109,7 @@ type Event struct {
 	Error    string // why a dial or forward failed (close lines)
 	Status   int    // HTTP status egret answered with, when it answered
 	start    time.Time
+	span     trace.Span // ended by record (denies) or finish
 }
 
 func (e *Event) attrs() []slog.Attr {
@@ -157,11 +158,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// newTraceID returns 32 lower-case hex digits, the W3C trace-id form.
-func newTraceID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -62,12 +62,12 @@ func (s *Server) refuseUnreadable(c net.Conn, err error) {
 // whether the connection may carry another request.
 func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request) bool {
 	r := s.rules.Load()
-	ev := s.begin(ListenerExplicit, c, req.Method)
 	host, port, path, err := requestTarget(req)
-	if err != nil {
+	if err != nil { // nothing to decide: no event
 		writeStatus(c, http.StatusBadRequest, "", "egret: "+err.Error()+"\n", true)
 		return false
 	}
+	ev := s.begin(ListenerExplicit, c, req.Method)
 	ev.Host, ev.Port = host, uint16(port)
 	cl := r.identify(addrOf(c.RemoteAddr()), req.Header.Get("Proxy-Authorization"))
 	if cl == nil {
@@ -162,7 +162,7 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 			return
 		}
 	}
-	upBytes, down := tunnel(c, up, r.Limits.IdleTimeout)
+	upBytes, down := s.splice(ev, c, up, r.Limits.IdleTimeout)
 	s.finish(ev, early+upBytes, down)
 }
 

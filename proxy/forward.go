@@ -22,7 +22,8 @@ type checkedAddrsKey struct{}
 // HTTP_PROXY from the environment (egret would chain silently), dials only
 // the checked addresses of the request being forwarded, and reuses a
 // connection only for the same host and port (the transport's pool key).
-func newTransport(r *Rules) *http.Transport {
+// Each new connection's dial time goes to observeDial.
+func newTransport(r *Rules, observeDial func(time.Duration, error)) *http.Transport {
 	dialer := &net.Dialer{}
 	t := &http.Transport{
 		Proxy:                 nil,
@@ -42,7 +43,10 @@ func newTransport(r *Rules) *http.Transport {
 		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			return dialer.DialContext(ctx, network, addr) // the upstream proxy itself
+			start := time.Now()
+			c, err := dialer.DialContext(ctx, network, addr) // the upstream proxy itself
+			observeDial(time.Since(start), err)
+			return c, err
 		}
 		return t
 	}
@@ -58,7 +62,9 @@ func newTransport(r *Rules) *http.Transport {
 		}
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		start := time.Now()
 		c, _, err := dialChecked(ctx, addrs, uint16(port), dialer)
+		observeDial(time.Since(start), err)
 		return c, err
 	}
 	return t

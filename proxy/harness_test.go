@@ -40,6 +40,7 @@ type harnessOpts struct {
 	extraRules string       // more YAML proxy rules (indented under proxy:)
 	mutate     func(*Rules) // adjust the rules before serving
 	log        io.Writer    // decision log writer (default: a buffer)
+	server     []Option     // NewServer options
 }
 
 func newHarness(t *testing.T, opts harnessOpts) *harness {
@@ -100,7 +101,7 @@ proxy:
 	if opts.log != nil {
 		w = opts.log
 	}
-	h.srv = NewServer(NewDecisionLog(w, nil), r)
+	h.srv = NewServer(NewDecisionLog(w, nil), r, opts.server...)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/egret-proxy/egret/allowlists"
+	"github.com/egret-proxy/egret/telemetry"
 )
 
 var noDeadline time.Time
@@ -22,6 +23,7 @@ var noDeadline time.Time
 // current Rules.
 type Server struct {
 	log   *DecisionLog
+	tel   *telemetry.Telemetry
 	rules atomic.Pointer[Rules]
 
 	active atomic.Int64 // client connections being served
@@ -35,9 +37,22 @@ type Server struct {
 	originalDst func(net.Conn) (netip.AddrPort, error)
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithTelemetry makes the server trace and measure its decisions with t.
+// Without it the server uses telemetry.Nop(): trace IDs, no export, no
+// metrics.
+func WithTelemetry(t *telemetry.Telemetry) Option {
+	return func(s *Server) { s.tel = t }
+}
+
 // NewServer returns a server deciding with r and logging to log.
-func NewServer(log *DecisionLog, r *Rules) *Server {
-	s := &Server{log: log, conns: map[net.Conn]struct{}{}, originalDst: originalDst}
+func NewServer(log *DecisionLog, r *Rules, opts ...Option) *Server {
+	s := &Server{log: log, tel: telemetry.Nop(), conns: map[net.Conn]struct{}{}, originalDst: originalDst}
+	for _, o := range opts {
+		o(s)
+	}
 	s.SetRules(r)
 	return s
 }
@@ -46,7 +61,7 @@ func NewServer(log *DecisionLog, r *Rules) *Server {
 // the request they are serving, and open tunnels are not touched.
 func (s *Server) SetRules(r *Rules) {
 	r.Limits = r.Limits.withDefaults()
-	r.transport = newTransport(r)
+	r.transport = newTransport(r, s.tel.ObserveDial)
 	if old := s.rules.Swap(r); old != nil && old.transport != nil {
 		old.transport.CloseIdleConnections()
 	}
@@ -66,6 +81,7 @@ func (s *Server) Ready() error {
 
 // ServeExplicit accepts proxy clients on l until l is closed.
 func (s *Server) ServeExplicit(l net.Listener) error {
+	s.tel.ListenerStarted(ListenerExplicit)
 	return s.serve(l, s.serveExplicitConn, func(c net.Conn) {
 		writeStatus(c, http.StatusServiceUnavailable, "", "egret: too many connections\n", true)
 	})
@@ -239,13 +255,14 @@ func (o *outcome) fill(ev *Event) {
 }
 
 // dial connects to the decided destination: the checked addresses, or
-// the upstream proxy.
-func (s *Server) dial(ctx context.Context, r *Rules, d allowlists.Dest, o *outcome) (net.Conn, netip.Addr, error) {
+// the upstream proxy. How long it took goes to the dial histogram.
+func (s *Server) dial(ctx context.Context, r *Rules, d allowlists.Dest, o *outcome) (c net.Conn, ip netip.Addr, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Limits.DialTimeout)
 	defer cancel()
+	defer func(start time.Time) { s.tel.ObserveDial(time.Since(start), err) }(time.Now())
 	dialer := &net.Dialer{}
 	if r.Upstream != nil {
-		c, err := r.dialViaUpstream(ctx, d.Host, d.Port, dialer)
+		c, err = r.dialViaUpstream(ctx, d.Host, d.Port, dialer)
 		return c, netip.Addr{}, err
 	}
 	return dialChecked(ctx, o.addrs, d.Port, dialer)

@@ -21,6 +21,7 @@ import (
 // redirect sent to egret, until l is closed. Over --max-conns a connection
 // is closed without a word: the client does not know a proxy is there.
 func (s *Server) ServeTransparent(l net.Listener) error {
+	s.tel.ListenerStarted(ListenerTransparent)
 	return s.serve(l, s.serveTransparentConn, func(net.Conn) {})
 }
 
@@ -175,7 +176,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 		s.finish(ev, 0, 0)
 		return
 	}
-	upBytes, down := tunnel(c, up, r.Limits.IdleTimeout)
+	upBytes, down := s.splice(ev, c, up, r.Limits.IdleTimeout)
 	s.finish(ev, int64(len(hello.raw))+upBytes, down)
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/egret-proxy/egret/allowlists"
+	"github.com/egret-proxy/egret/telemetry"
+	"github.com/egret-proxy/egret/telemetry/telemetrytest"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/curve25519"
 )
@@ -438,5 +441,43 @@ func TestIdentityByListener(t *testing.T) {
 	}
 	if got := r.identify(netip.MustParseAddr("10.1.2.3"), "").Name; got != "default" {
 		t.Errorf("a transparent-only client matched on the explicit listener: %s", got)
+	}
+}
+
+// The transparent listener reports through the same signals: decisions by
+// product and reason, and its own active-tunnel gauge.
+func TestTransparentMetrics(t *testing.T) {
+	otelEnv(t, "")
+	tel := newTelemetry(t)
+	h := newHarness(t, harnessOpts{server: []Option{WithTelemetry(tel)}})
+	dial := h.transparent()
+	admin := httptest.NewServer(h.srv.AdminHandler())
+	defer admin.Close()
+	metrics := admin.URL + "/metrics"
+	active := map[string]string{"listener": "transparent"}
+
+	c := dial(elsewhere(h.tlsPort))
+	tc := tls.Client(c, h.tlsConfig("example.com"))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the transparent tunnel to be counted", func() bool {
+		return telemetrytest.Value(telemetrytest.Scrape(t, metrics), telemetry.MetricActiveTunnels, active) == 1
+	})
+	tc.Close()
+	if _, err := getOverTLS(t, dial(elsewhere(h.tlsPort)), h.tlsConfig("denied.example")); err == nil {
+		t.Fatal("denied SNI got through")
+	}
+	waitFor(t, "the tunnel to end", func() bool {
+		return telemetrytest.Value(telemetrytest.Scrape(t, metrics), telemetry.MetricActiveTunnels, active) == 0
+	})
+	fams := telemetrytest.Scrape(t, metrics)
+	for _, d := range []struct{ labels map[string]string }{
+		{map[string]string{"product": "test", "decision": "allow", "reason": "rule"}},
+		{map[string]string{"product": "test", "decision": "deny", "reason": "no-rule"}},
+	} {
+		if got := telemetrytest.Value(fams, telemetry.MetricDecisions, d.labels); got != 1 {
+			t.Errorf("%s%v = %v, want 1", telemetry.MetricDecisions, d.labels, got)
+		}
 	}
 }

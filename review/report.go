@@ -162,7 +162,9 @@ func (a *Aggregator) buildProduct(name string, policy *allowlists.Policy) Produc
 // into an allow: a missing rule, a path outside a rule's prefixes, or TLS
 // without SNI on the transparent listener (logged with the original
 // address, which a cidr rule allows).
-func fixable(reason string) bool { return reason == "no-rule" || reason == "path" || reason == "no-sni" }
+func fixable(reason string) bool {
+	return reason == "no-rule" || reason == "path" || reason == "no-sni"
+}
 
 // allowedNow returns the rule of the current policy that allows d, or "".
 func allowedNow(p *allowlists.Policy, id allowlists.Identity, d Denied) string {

@@ -18,8 +18,14 @@ import (
 	"github.com/egret-proxy/egret/allowlists"
 	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/proxy"
+	"github.com/egret-proxy/egret/telemetry"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 )
+
+// telemetryFlushTimeout bounds how long egret waits, after draining, for
+// the spans still queued to reach the OTLP endpoint.
+const telemetryFlushTimeout = 10 * time.Second
 
 func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -76,7 +82,21 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		return &exitError{code: 2, err: err}
 	}
 	defer dlog.Close()
-	srv := proxy.NewServer(dlog, rules)
+	tel, err := startTelemetry(stderr)
+	if err != nil {
+		closeAll()
+		return &exitError{code: 2, err: err}
+	}
+	// Signals are handled before /readyz can answer: a SIGHUP sent to a
+	// ready egret reloads, it never kills it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
+
+	srv := proxy.NewServer(dlog, rules, proxy.WithTelemetry(tel))
 	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	if adminLn != nil {
 		go admin.Serve(adminLn)
@@ -94,14 +114,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(term)
 
-	reload := func() { reloadRules(cmd, srv, &cfg, self, stderr) }
+	reload := func() { tel.CountReload(reloadRules(cmd, srv, &cfg, self, stderr)) }
 	if cfg.File != "" {
 		go func() {
 			if err := config.Watch(ctx, cfg.File, hup, reload); err != nil && ctx.Err() == nil {
@@ -123,6 +137,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 
 	select {
 	case err := <-served:
+		stopTelemetry(tel, stderr)
 		return &exitError{code: 1, err: fmt.Errorf("serving: %w", err)}
 	case sig := <-term:
 		fmt.Fprintf(stderr, "egret: %s: draining for up to %s\n", sig, cfg.ShutdownGrace)
@@ -133,13 +148,40 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(stderr, "egret: grace period over; closed the remaining connections\n")
 	}
 	admin.Close()
+	stopTelemetry(tel, stderr)
 	fmt.Fprintln(stderr, "egret: stopped")
 	return nil
 }
 
+// startTelemetry sets up tracing and metrics from the OTEL_* environment;
+// exporter errors (an unreachable collector) are reported on stderr.
+func startTelemetry(stderr io.Writer) (*telemetry.Telemetry, error) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		fmt.Fprintf(stderr, "egret: telemetry: %v\n", err)
+	}))
+	tel, err := telemetry.New(context.Background(), version)
+	if err != nil {
+		return nil, err
+	}
+	if p := tel.Exporting(); p != "" {
+		fmt.Fprintf(stderr, "egret: exporting spans with OTLP %s\n", p)
+	}
+	return tel, nil
+}
+
+// stopTelemetry flushes the spans still queued, within telemetryFlushTimeout.
+func stopTelemetry(tel *telemetry.Telemetry, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), telemetryFlushTimeout)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		fmt.Fprintf(stderr, "egret: %v\n", err)
+	}
+}
+
 // reloadRules loads the configuration afresh and swaps in the new rules.
-// A configuration that fails validation keeps the old policy.
-func reloadRules(cmd *cobra.Command, srv *proxy.Server, cur **config.Config, self []netip.AddrPort, stderr io.Writer) {
+// A configuration that fails validation keeps the old policy; the error
+// says why.
+func reloadRules(cmd *cobra.Command, srv *proxy.Server, cur **config.Config, self []netip.AddrPort, stderr io.Writer) error {
 	cfg, err := config.Load(cmd.Flags())
 	if err == nil {
 		var rules *proxy.Rules
@@ -149,13 +191,14 @@ func reloadRules(cmd *cobra.Command, srv *proxy.Server, cur **config.Config, sel
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "egret: reload failed, keeping the previous policy: %v\n", err)
-		return
+		return err
 	}
 	for _, key := range config.RestartNeeded(*cur, cfg) {
 		fmt.Fprintf(stderr, "egret: reload: %s changed; it takes effect after a restart\n", key)
 	}
 	*cur = cfg
 	fmt.Fprintln(stderr, "egret: reloaded configuration")
+	return nil
 }
 
 // buildRules compiles the allowlists and identities of a configuration.
