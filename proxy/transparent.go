@@ -66,21 +66,26 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 // letter an HTTP request line.
 func (s *Server) serveTransparentConn(c net.Conn) {
 	r := s.rules.Load()
-	ev := s.begin(ListenerTransparent, c, "")
 	cl := r.identifyTransparent(addrOf(c.RemoteAddr()))
-	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
-
 	local := netip.AddrPortFrom(addrOf(c.LocalAddr()), uint16(c.LocalAddr().(*net.TCPAddr).Port))
 	orig, err := s.originalDst(c)
 	if err != nil {
 		orig = local
 	}
 	orig = netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())
-	ev.Host, ev.Port = orig.Addr().String(), orig.Port()
+	// event starts the connection's event once there is something to
+	// decide (a client that leaves without a word gets none); an HTTP
+	// connection gets one per request instead.
+	event := func(method string) *Event {
+		ev := s.begin(ListenerTransparent, c, method)
+		ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
+		ev.Host, ev.Port = orig.Addr().String(), orig.Port()
+		return ev
+	}
 	if orig == local || r.Guard.isSelf(orig.Addr(), orig.Port()) {
 		// Not redirected: the client connected to egret itself, which
 		// egret never proxies to.
-		s.denyTransparent(ev, allowlists.ReasonSelf)
+		s.denyTransparent(event(""), allowlists.ReasonSelf)
 		return
 	}
 
@@ -88,20 +93,18 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 	var first [1]byte
 	if _, err := io.ReadFull(c, first[:]); err != nil {
 		if isTimeout(err) { // connected and never spoke: say so
-			ev.Method = "TLS"
-			s.denyTransparent(ev, allowlists.ReasonBadHello)
+			s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
 		}
 		return
 	}
 	switch {
 	case first[0] == 0x16: // TLS handshake record
-		s.serveTransparentTLS(c, r, cl, orig, first[:], ev)
+		s.serveTransparentTLS(c, r, cl, orig, first[:], event)
 	case first[0] >= 'A' && first[0] <= 'Z':
 		c.SetReadDeadline(noDeadline)
 		s.serveTransparentHTTP(c, cl, orig, first[:])
 	default:
-		ev.Method = "unknown"
-		s.denyTransparent(ev, allowlists.ReasonBadHello)
+		s.denyTransparent(event("unknown"), allowlists.ReasonBadHello)
 	}
 }
 
@@ -109,15 +112,15 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 // ClientHello, then dials the name (never the original address) and
 // replays the hello before splicing. Without SNI only a cidr rule on the
 // original address allows.
-func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, first []byte, ev *Event) {
-	ev.Method = "TLS"
+func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, first []byte, event func(string) *Event) {
 	hello, err := readClientHello(c, first)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
-			s.denyTransparent(ev, allowlists.ReasonBadHello)
+			s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
 		}
 		return
 	}
+	ev := event("TLS")
 	c.SetReadDeadline(noDeadline)
 	if hello.offersECH {
 		if hello.serverName != "" {
