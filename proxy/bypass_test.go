@@ -457,7 +457,7 @@ func clientHelloWithSNI(t *testing.T, sni string) []byte {
 	// server_name list entry: type 0 (host_name), 2-byte length, the name.
 	entry := append([]byte{0, byte(len(sni) >> 8), byte(len(sni))}, placeholder...)
 	i := bytes.Index(hello, entry)
-	if i < 0 || bytes.Index(hello[i+1:], entry) >= 0 {
+	if i < 0 || bytes.Contains(hello[i+1:], entry) {
 		t.Fatalf("placeholder SNI not found exactly once in the ClientHello")
 	}
 	copy(hello[i+3:], sni)

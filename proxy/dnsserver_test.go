@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -20,6 +21,8 @@ type testDNS struct {
 	addr    string
 	answers map[string][]netip.Addr // lower-case name without the trailing dot
 	queries atomic.Int64
+	mu      sync.Mutex
+	asked   map[string]int // queries per name
 }
 
 const (
@@ -34,9 +37,16 @@ func newTestDNS(t *testing.T, answers map[string][]netip.Addr) *testDNS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	d := &testDNS{addr: pc.LocalAddr().String(), answers: answers}
+	d := &testDNS{addr: pc.LocalAddr().String(), answers: answers, asked: map[string]int{}}
 	go d.serve(pc)
 	return d
+}
+
+// askedFor returns how many queries (A and AAAA each count) name got.
+func (d *testDNS) askedFor(name string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.asked[name]
 }
 
 // resolver returns a Go resolver that sends every query to this server.
@@ -77,6 +87,9 @@ func (d *testDNS) answer(query []byte) ([]byte, bool) {
 		return nil, false
 	}
 	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+	d.mu.Lock()
+	d.asked[name]++
+	d.mu.Unlock()
 	rh := dnsmessage.Header{ID: hdr.ID, Response: true, Authoritative: true, RecursionDesired: hdr.RecursionDesired, RecursionAvailable: true}
 	addrs, known := d.answers[name]
 	switch {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egret-proxy/egret/allowlists"
 	"golang.org/x/sys/unix"
 )
 
@@ -323,5 +325,107 @@ func TestFaultClientVanishes(t *testing.T) {
 	waitFor(t, "every connection to be released", func() bool { return h.srv.ActiveConns() == 0 })
 	if n := len(linesWith(parseLines(t, h.logBuf.String()), map[string]any{"msg": "decision"})); n != 1 {
 		t.Errorf("%d decision lines, want 1 (the tunnel's)", n)
+	}
+}
+
+// TestResolvedOnce: egret looks a name up once per decision and connects
+// to the addresses it checked; neither a tunnel nor a forwarded request
+// resolves the name again (no DNS rebinding window between check and
+// connect).
+func TestResolvedOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	dns := newTestDNS(t, map[string][]netip.Addr{"once.example": addrs("127.0.0.1")})
+	pol, id := policyFrom(t, fmt.Sprintf("  - {host: once.example, ports: [%d, %d], purpose: resolved once}", h.tlsPort, h.httpPort), allowlists.Settings{})
+	swapRules(h, func(r *Rules) { r.Policy, r.Default.Identity, r.Pins, r.Resolver = pol, id, nil, dns.resolver() })
+
+	c := dialRaw(t, h.addr)
+	if resp, _ := c.connect(t, fmt.Sprintf("once.example:%d", h.tlsPort), ""); resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %d", resp.StatusCode)
+	}
+	perLookup := dns.askedFor("once.example") // A and AAAA
+	if perLookup == 0 {
+		t.Fatal("the name was not resolved through the test DNS server")
+	}
+	c2 := dialRaw(t, h.addr)
+	c2.send(t, fmt.Sprintf("GET http://once.example:%d/x HTTP/1.1\r\nHost: once.example\r\n\r\n", h.httpPort))
+	if resp, body := c2.response(t, "GET"); resp.StatusCode != 200 {
+		t.Fatalf("GET: %d %q", resp.StatusCode, body)
+	}
+	if got := dns.askedFor("once.example"); got != 2*perLookup {
+		t.Fatalf("%d queries for two decisions of %d each: something resolved again", got, perLookup)
+	}
+}
+
+// TestHeaderLimitBothListeners: a request header over MaxHeaderBytes gets
+// 431 on either listener, and nothing is decided.
+func TestHeaderLimitBothListeners(t *testing.T) {
+	h := newHarness(t, harnessOpts{mutate: func(r *Rules) { r.Limits.MaxHeaderBytes = 1024 }})
+	dial := h.transparent()
+	req := fmt.Sprintf("GET http://example.com:%d/ HTTP/1.1\r\nHost: example.com\r\nX-Big: %s\r\n\r\n", h.httpPort, strings.Repeat("a", 2000))
+	for name, c := range map[string]net.Conn{"explicit": dialRaw(t, h.addr).Conn, "transparent": dial(elsewhere(h.httpPort))} {
+		rc := &rawConn{Conn: c, br: bufio.NewReader(c)}
+		rc.send(t, req)
+		if resp, _ := rc.response(t, "GET"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("%s: %d, want 431", name, resp.StatusCode)
+		}
+	}
+	if got := h.logBuf.String(); got != "" {
+		t.Errorf("decision log: %s", got)
+	}
+}
+
+// TestAcceptSurvivesFDExhaustion: when the process runs out of file
+// descriptors, accept fails with EMFILE; egret must back off and keep
+// serving, not return from its accept loop (which ends `egret serve`).
+// The test lowers the process's descriptor limit to just above what is
+// open, connects until accepting fails, then restores it.
+func TestAcceptSurvivesFDExhaustion(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	served := make(chan error, 1)
+	go func() { served <- h.srv.ServeExplicit(ln) }()
+
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	tight := old
+	tight.Cur = uint64(openFDs() + 16)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &tight); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) }
+	t.Cleanup(restore)
+	var clients []net.Conn
+	for range 32 { // each client takes one descriptor, and one more once accepted
+		c, err := net.DialTimeout("tcp4", ln.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		clients = append(clients, c)
+	}
+	time.Sleep(200 * time.Millisecond) // the accept loop meets EMFILE meanwhile
+	restore()
+	select {
+	case err := <-served:
+		t.Fatalf("the accept loop returned when descriptors ran out: %v", err)
+	default:
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	c := dialRaw(t, ln.Addr().String())
+	c.send(t, fmt.Sprintf("GET http://example.com:%d/after HTTP/1.1\r\nHost: example.com\r\n\r\n", h.httpPort))
+	if resp, body := c.response(t, "GET"); resp.StatusCode != 200 {
+		t.Fatalf("after the descriptors came back: %d %q", resp.StatusCode, body)
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("the accept loop returned: %v", err)
+	default:
 	}
 }
