@@ -15,7 +15,9 @@ import (
 )
 
 // resolve returns the addresses of d: the literal, the --resolve pin, or
-// what the system resolver answers.
+// what the resolver answers (Rules.Resolver, else the system's), within
+// the dial timeout: a resolver that never answers costs a client no more
+// than an upstream that never answers.
 func (r *Rules) resolve(ctx context.Context, d allowlists.Dest) ([]netip.Addr, error) {
 	if d.IsIP() {
 		return []netip.Addr{d.Addr}, nil
@@ -23,7 +25,16 @@ func (r *Rules) resolve(ctx context.Context, d allowlists.Dest) ([]netip.Addr, e
 	if a, ok := r.Pins[d.Host]; ok {
 		return []netip.Addr{a}, nil
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", d.Host)
+	res := r.Resolver
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	if t := r.Limits.DialTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	addrs, err := res.LookupNetIP(ctx, "ip", d.Host)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", d.Host, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/egret-proxy/egret/allowlists"
@@ -204,7 +205,7 @@ func requestTarget(req *http.Request) (host string, port int, path string, err e
 	if u.Scheme != "http" {
 		return "", 0, "", fmt.Errorf("scheme %q: use CONNECT for https", sanitize(u.Scheme))
 	}
-	h, p := u.Hostname(), u.Port()
+	h, p := urlHost(req), u.Port()
 	port = 80
 	if p != "" {
 		if port, err = allowlists.ParsePort(p); err != nil {
@@ -216,6 +217,24 @@ func requestTarget(req *http.Request) (host string, port int, path string, err e
 		path = "/"
 	}
 	return h, port, path, nil
+}
+
+// urlHost returns the host of an absolute-form request target. net/url
+// decodes percent-escapes in a host ("b%C3%BCcher.example"); egret never
+// does (DESIGN §3), so a host written with one is returned as written, for
+// the normaliser to refuse as bad-host.
+func urlHost(req *http.Request) string {
+	h := req.URL.Hostname()
+	if h == "" {
+		return ""
+	}
+	_, rest, _ := strings.Cut(req.RequestURI, "://")
+	authority := rest[:strings.IndexAny(rest+"/", "/?#")]
+	authority = authority[strings.LastIndexByte(authority, '@')+1:]
+	if raw, _ := splitHostOptionalPort(authority); strings.Contains(raw, "%") {
+		return raw
+	}
+	return h
 }
 
 // sanitize keeps client-supplied text printable and short in responses.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -25,6 +26,10 @@ type Rules struct {
 	Guard        Guard
 	// Pins maps normalised names to the address to dial (--resolve).
 	Pins map[string]netip.Addr
+	// Resolver looks up names that are not pinned. If nil,
+	// net.DefaultResolver is used. Tests point it at a DNS server on
+	// loopback.
+	Resolver *net.Resolver
 	// Upstream, when set, is a proxy all allowed traffic is sent through.
 	Upstream *url.URL
 	// Intercept, when set, terminates TLS for path rules (DESIGN §8a).

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/egret-proxy/egret/allowlists"
@@ -100,9 +101,8 @@ func (s *Server) serve(l net.Listener, handle func(net.Conn), refuse func(net.Co
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond) // e.g. EMFILE: back off, keep serving
+			if acceptRetryable(err) {
+				time.Sleep(10 * time.Millisecond) // back off, keep serving
 				continue
 			}
 			return err
@@ -124,6 +124,23 @@ func (s *Server) serve(l net.Listener, handle func(net.Conn), refuse func(net.Co
 			handle(c)
 		}()
 	}
+}
+
+// acceptRetryable reports whether an accept error passes: a timeout, the
+// process or the system out of descriptors or memory (which connections
+// closing will relieve; a client must not be able to end egret by opening
+// too many), or a connection aborted before it was accepted.
+func acceptRetryable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) track(c net.Conn, add bool) {

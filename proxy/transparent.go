@@ -223,7 +223,7 @@ func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig ne
 		writeStatus(c, http.StatusBadRequest, "", "egret: CONNECT on a redirected connection\n", true)
 		return false
 	}
-	host := req.URL.Hostname() // absolute-form: the target decides, as on the explicit listener
+	host := urlHost(req) // absolute-form: the target decides, as on the explicit listener
 	if host == "" {
 		host, _ = splitHostOptionalPort(req.Host)
 	}

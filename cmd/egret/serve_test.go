@@ -329,3 +329,41 @@ func TestServeFailsClosedOnFullDisk(t *testing.T) {
 		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestServeConfigFileDeleted: the configuration file removed under a
+// running egret changes nothing: the policy in force stays (also after a
+// SIGHUP, which fails to load and says so), open tunnels stay, and the
+// file's return is picked up.
+func TestServeConfigFileDeleted(t *testing.T) {
+	_, port := upstream(t)
+	s := startServe(t, "product: [local]\n", port)
+	target := fmt.Sprintf("example.com:%d", port)
+	c, br, status := s.tunnel(target)
+	if status != 200 {
+		t.Fatalf("CONNECT status %d", status)
+	}
+	if err := os.Remove(s.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // past the watcher's debounce
+	if _, _, st := s.tunnel(target); st != 200 {
+		t.Fatalf("after the file was removed: CONNECT %d; the policy in force should stand", st)
+	}
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.waitFor(func() bool { return strings.Contains(s.stderr.String(), "reload failed") }, "the failed reload")
+	if !strings.Contains(s.stderr.String(), "no such file") {
+		t.Errorf("the reload error does not say the file is missing:\n%s", s.stderr.String())
+	}
+	if _, _, st := s.tunnel(target); st != 200 {
+		t.Fatalf("after SIGHUP without a file: CONNECT %d", st)
+	}
+	if got := get(t, c, br, "/still"); got != "upstream /still" {
+		t.Fatalf("the open tunnel: %q", got)
+	}
+	// The file comes back, now denying the upstream.
+	os.WriteFile(s.cfgPath, []byte("product: [netapp-connector-aws]\n"), 0o644)
+	s.waitFor(func() bool { _, _, st := s.tunnel(target); return st == 403 }, "the recreated file's policy")
+	if got := get(t, c, br, "/after"); got != "upstream /after" {
+		t.Fatalf("the open tunnel after the file returned: %q", got)
+	}
+}
