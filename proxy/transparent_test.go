@@ -154,21 +154,28 @@ func TestTransparentTLSWithoutSNI(t *testing.T) {
 func TestTransparentLargeClientHello(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	dial := h.transparent()
-	cfg := h.tlsConfig("example.com")
-	// 80 application protocols of 250 bytes make a ClientHello of ~20 KB,
-	// two TLS records: the size post-quantum key shares and long ALPN
-	// lists reach.
-	for i := range 80 {
-		cfg.NextProtos = append(cfg.NextProtos, fmt.Sprintf("%03d-%s", i, strings.Repeat("p", 246)))
-	}
-	cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
-	body, err := getOverTLS(t, dial(elsewhere(h.tlsPort)), cfg)
-	if err != nil || !strings.HasPrefix(body, "tls upstream") {
-		t.Fatalf("20 KB ClientHello: %q %v", body, err)
-	}
-	close := h.lines(2)[1]
-	if up, _ := close["bytes_up"].(float64); up < 20000 {
-		t.Errorf("bytes_up %v: the whole hello should have been replayed", up)
+	// Application protocols of 250 bytes make ClientHellos of ~20 KB (two
+	// TLS records: the size post-quantum key shares and long ALPN lists
+	// reach) and ~40 KB (three records).
+	for i, protos := range []int{80, 160} {
+		cfg := h.tlsConfig("example.com")
+		for i := range protos {
+			cfg.NextProtos = append(cfg.NextProtos, fmt.Sprintf("%03d-%s", i, strings.Repeat("p", 246)))
+		}
+		cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
+		size := protos * 251
+		body, err := getOverTLS(t, dial(elsewhere(h.tlsPort)), cfg)
+		if err != nil || !strings.HasPrefix(body, "tls upstream") {
+			t.Fatalf("%d KB ClientHello: %q %v", size>>10, body, err)
+		}
+		var closes []map[string]any
+		waitFor(t, "the tunnel's close line", func() bool {
+			closes = linesWith(parseLines(t, h.logBuf.String()), map[string]any{"msg": "close"})
+			return len(closes) > i
+		})
+		if up, _ := closes[i]["bytes_up"].(float64); up < float64(size) {
+			t.Errorf("%d KB hello: bytes_up %v, the whole hello should have been replayed", size>>10, up)
+		}
 	}
 }
 
