@@ -20,8 +20,20 @@ import (
 // a keep-alive connection, each decided on its own, until a CONNECT turns
 // the connection into a tunnel or either side closes.
 func (s *Server) serveExplicitConn(c net.Conn) {
-	lim := s.rules.Load().Limits
-	br := bufio.NewReaderSize(c, lim.MaxHeaderBytes)
+	br := bufio.NewReaderSize(c, s.limits().MaxHeaderBytes)
+	s.serveRequests(c, br, s.limits, func(req *http.Request) bool { return s.handleExplicit(c, br, req) })
+}
+
+// limits returns the limits in force (a reload may change them).
+func (s *Server) limits() Limits { return s.rules.Load().Limits }
+
+// serveRequests reads requests from br one after another, the first
+// within the read-header timeout and each next one within the idle
+// timeout, and hands each to handle until handle says the connection is
+// done. A request egret cannot read is answered (refuseUnreadable) and
+// ends the connection. limits is asked again after every request.
+func (s *Server) serveRequests(c net.Conn, br *bufio.Reader, limits func() Limits, handle func(*http.Request) bool) {
+	lim := limits()
 	for first := true; ; first = false {
 		if !first { // keep-alive: wait for the next request at most the idle timeout
 			c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
@@ -36,10 +48,10 @@ func (s *Server) serveExplicitConn(c net.Conn) {
 			return
 		}
 		c.SetReadDeadline(noDeadline)
-		if !s.handleExplicit(c, br, req) {
+		if !handle(req) {
 			return
 		}
-		lim = s.rules.Load().Limits
+		lim = limits()
 	}
 }
 

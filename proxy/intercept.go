@@ -169,26 +169,9 @@ func (t *innerTunnel) defaultPort() int {
 // serveInner reads requests one after another from inside the tunnel, as
 // the explicit listener does from its own connection.
 func (s *Server) serveInner(c net.Conn, t *innerTunnel) {
-	lim := t.r.Limits
-	br := bufio.NewReaderSize(c, lim.MaxHeaderBytes)
-	for first := true; ; first = false {
-		if !first {
-			c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
-			if _, err := br.Peek(1); err != nil {
-				return
-			}
-		}
-		c.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
-		req, err := readRequest(br, lim.MaxHeaderBytes)
-		if err != nil {
-			s.refuseUnreadable(c, err)
-			return
-		}
-		c.SetReadDeadline(noDeadline)
-		if !s.handleInner(c, t, req) {
-			return
-		}
-	}
+	br := bufio.NewReaderSize(c, t.r.Limits.MaxHeaderBytes)
+	limits := func() Limits { return t.r.Limits } // the tunnel keeps the rules it opened with
+	s.serveRequests(c, br, limits, func(req *http.Request) bool { return s.handleInner(c, t, req) })
 }
 
 // handleInner decides one request inside an intercepted tunnel and serves

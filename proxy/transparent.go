@@ -102,7 +102,7 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 		s.serveTransparentTLS(c, r, cl, orig, first[:], event)
 	case first[0] >= 'A' && first[0] <= 'Z':
 		c.SetReadDeadline(noDeadline)
-		s.serveTransparentHTTP(c, cl, orig, first[:])
+		s.serveTransparentHTTP(c, orig, first[:])
 	default:
 		s.denyTransparent(event("unknown"), allowlists.ReasonBadHello)
 	}
@@ -187,32 +187,12 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 // decided by its own Host header (or absolute-form target) on the original
 // port. A request with no Host is decided on the original address, which
 // only a cidr rule allows.
-func (s *Server) serveTransparentHTTP(c net.Conn, cl *Client, orig netip.AddrPort, first []byte) {
-	lim := s.rules.Load().Limits
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), c), lim.MaxHeaderBytes)
-	for n := 0; ; n++ {
-		if n > 0 { // keep-alive: wait for the next request at most the idle timeout
-			c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
-			if _, err := br.Peek(1); err != nil {
-				return
-			}
-		}
-		c.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
-		req, err := readRequest(br, lim.MaxHeaderBytes)
-		if err != nil {
-			s.refuseUnreadable(c, err)
-			return
-		}
-		c.SetReadDeadline(noDeadline)
-		r := s.rules.Load()
-		if n > 0 { // a reload may have changed the client's identity
-			cl = r.identifyTransparent(addrOf(c.RemoteAddr()))
-		}
-		if !s.handleTransparentHTTP(c, r, cl, orig, req) {
-			return
-		}
-		lim = r.Limits
-	}
+func (s *Server) serveTransparentHTTP(c net.Conn, orig netip.AddrPort, first []byte) {
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), c), s.limits().MaxHeaderBytes)
+	s.serveRequests(c, br, s.limits, func(req *http.Request) bool {
+		r := s.rules.Load() // a reload may have changed the client's identity
+		return s.handleTransparentHTTP(c, r, r.identifyTransparent(addrOf(c.RemoteAddr())), orig, req)
+	})
 }
 
 func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, req *http.Request) bool {
