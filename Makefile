@@ -4,7 +4,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 BENCHTIME ?= 200ms
 
-.PHONY: help build run test check fuzz bench lint tidy-check
+.PHONY: help build run test check fuzz bench bench-peers lint tidy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ fuzz: ## run each native fuzz target for FUZZTIME (default 20s)
 
 bench: ## Go benchmarks of the hot paths (benchstat-ready output in bench.txt)
 	go test ./... -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 6 | tee bench.txt
+
+bench-peers: ## (root) egret vs Squid, tinyproxy, a bare relay and direct; writes docs/BENCHMARKS.md (BENCH_DURATION, BENCH_IDLE)
+	scripts/bench-peers.sh
 
 lint: ## lint the embedded allowlists (or FILES="a.yaml dir/")
 	go run ./cmd/egret lint $(FILES)

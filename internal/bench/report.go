@@ -35,16 +35,23 @@ type Machine struct {
 
 // ThisMachine describes the machine the tool runs on.
 func ThisMachine() Machine {
+	// The machine's CPUs, not the ones this process is pinned to
+	// (runtime.NumCPU counts those).
 	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
+		cpus := 0
 		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			switch k = strings.TrimSpace(k); {
+			case ok && k == "processor":
+				cpus++
+			case ok && k == "model name" && m.Model == "":
 				m.Model = strings.TrimSpace(v)
-				break
 			}
 		}
 		f.Close()
+		m.CPUs = max(m.CPUs, cpus)
 	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -238,6 +245,18 @@ var targets = []target{
 // egretTargets are the columns of the targets table: egret's listeners.
 var egretTargets = []string{"egret-explicit", "egret-transparent"}
 
+// peerFor is the peer a column is compared with: the transparent run's
+// traffic crosses a veth pair between two namespaces, so its direct
+// baseline is the direct run over that same pair, when there is one.
+func (t *table) peerFor(col, peer string) string {
+	if col == "egret-transparent" && peer == "direct" {
+		if _, ok := t.by["direct-veth"]; ok {
+			return "direct-veth"
+		}
+	}
+	return peer
+}
+
 func (t *table) writeTargets(w io.Writer) {
 	var cols []string
 	for _, e := range egretTargets {
@@ -263,9 +282,10 @@ func (t *table) targetCell(tg target, col string) string {
 	}
 	x := tg.value(r)
 	if tg.peer != "" {
-		p, ok := t.get(tg.peer, tg.scenario)
+		peer := t.peerFor(col, tg.peer)
+		p, ok := t.get(peer, tg.scenario)
 		if !ok || tg.value(p) == 0 {
-			return "no " + tg.peer + " figure"
+			return "no " + peer + " figure"
 		}
 		if tg.diff {
 			x -= tg.value(p)
