@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +19,9 @@ import (
 // the connection into a tunnel or either side closes.
 func (s *Server) serveExplicitConn(c net.Conn) {
 	lim := s.rules.Load().Limits
-	br := bufio.NewReaderSize(c, lim.MaxHeaderBytes)
+	hr := newHeaderReader(c, lim.MaxHeaderBytes)
+	defer hr.release()
+	br := hr.br
 	for first := true; ; first = false {
 		if !first { // keep-alive: wait for the next request at most the idle timeout
 			c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
@@ -35,7 +36,7 @@ func (s *Server) serveExplicitConn(c net.Conn) {
 			return
 		}
 		c.SetReadDeadline(noDeadline)
-		if !s.handleExplicit(c, br, req) {
+		if !s.handleExplicit(c, hr, req) {
 			return
 		}
 		lim = s.rules.Load().Limits
@@ -60,7 +61,7 @@ func (s *Server) refuseUnreadable(c net.Conn, err error) {
 
 // handleExplicit decides one request and serves or refuses it. It reports
 // whether the connection may carry another request.
-func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request) bool {
+func (s *Server) handleExplicit(c net.Conn, hr *headerReader, req *http.Request) bool {
 	r := s.rules.Load()
 	ev := s.begin(ListenerExplicit, c, req.Method)
 	host, port, path, err := requestTarget(req)
@@ -99,7 +100,7 @@ func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request)
 		ev.IP = o.addrs[0].String()
 	}
 	if req.Method == http.MethodConnect {
-		s.connect(c, br, r, d, &o, ev)
+		s.connect(c, hr, r, d, &o, ev)
 		return false
 	}
 	return s.forward(c, req, r, &o, ev)
@@ -128,8 +129,10 @@ func (s *Server) deny(c net.Conn, req *http.Request, ev *Event) bool {
 }
 
 // connect opens the tunnel of an allowed CONNECT: dial, 200, then bytes
-// the client sent along with its request, then splice.
-func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.Dest, o *outcome, ev *Event) {
+// the client sent along with its request, then splice. The header
+// reader's buffer goes back to the pool before the splice: a tunnel,
+// idle or busy, holds none.
+func (s *Server) connect(c net.Conn, hr *headerReader, r *Rules, d allowlists.Dest, o *outcome, ev *Event) {
 	if !s.logDecision(c, ev) {
 		return
 	}
@@ -148,8 +151,8 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 		return
 	}
 	var early int64
-	if n := br.Buffered(); n > 0 { // sent in the same write as the CONNECT: not lost
-		b, _ := br.Peek(n)
+	if n := hr.br.Buffered(); n > 0 { // sent in the same write as the CONNECT: not lost
+		b, _ := hr.br.Peek(n)
 		w, err := up.Write(b)
 		early = int64(w)
 		if err != nil {
@@ -158,6 +161,7 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 			return
 		}
 	}
+	hr.release()
 	upBytes, down := tunnel(c, up, r.Limits.IdleTimeout)
 	s.finish(ev, early+upBytes, down)
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -176,7 +175,9 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 // only a cidr rule allows.
 func (s *Server) serveTransparentHTTP(c net.Conn, cl *Client, orig netip.AddrPort, first []byte) {
 	lim := s.rules.Load().Limits
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), c), lim.MaxHeaderBytes)
+	hr := newHeaderReader(io.MultiReader(bytes.NewReader(first), c), lim.MaxHeaderBytes)
+	defer hr.release()
+	br := hr.br
 	for n := 0; ; n++ {
 		if n > 0 { // keep-alive: wait for the next request at most the idle timeout
 			c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
