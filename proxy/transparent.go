@@ -38,17 +38,17 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 		if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
 			network = "tcp6"
 		}
-		l, err := net.Listen(network, addr)
+		l, err := Listen(network, addr)
 		if err != nil {
 			return nil, err
 		}
 		return []net.Listener{l}, nil
 	}
-	l4, err := net.Listen("tcp4", net.JoinHostPort("0.0.0.0", port))
+	l4, err := Listen("tcp4", net.JoinHostPort("0.0.0.0", port))
 	if err != nil {
 		return nil, err
 	}
-	l6, err := net.Listen("tcp6", net.JoinHostPort("::", port))
+	l6, err := Listen("tcp6", net.JoinHostPort("::", port))
 	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return []net.Listener{l4}, nil
 	}
