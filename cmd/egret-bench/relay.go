@@ -11,6 +11,7 @@ import (
 
 func newRelayCmd() *cobra.Command {
 	var listen, dialHost string
+	var fdLimit uint64
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "serve the bare splice relay (accept, CONNECT, dial, splice; nothing else) until killed",
@@ -20,7 +21,7 @@ and copies both ways with io.Copy (splice(2)). No policy, no log, no limits.
 It prints "listening on ADDR" on standard output once it accepts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := bench.RaiseFDLimit(); err != nil {
+			if err := setRelayFDLimit(fdLimit); err != nil {
 				return err
 			}
 			l, err := net.Listen("tcp", listen)
@@ -32,6 +33,18 @@ It prints "listening on ADDR" on standard output once it accepts.`,
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address to accept on")
+	cmd.Flags().Uint64Var(&fdLimit, "fd-limit", 0, "descriptor limit to run under, as the proxies it is compared with (0: raise to the hard limit)")
 	cmd.Flags().StringVar(&dialHost, "dial-host", "127.0.0.1", "address dialled for every CONNECT, on the CONNECT's port")
 	return cmd
+}
+
+func setRelayFDLimit(n uint64) error {
+	if n == 0 {
+		_, err := bench.RaiseFDLimit()
+		return err
+	}
+	if err := bench.SetFDLimit(n); err != nil {
+		return fmt.Errorf("--fd-limit %d: %w", n, err)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ type runOpts struct {
 	upstreamNS   string
 	dialAddr     string
 	relayCPU     int
+	relayFDs     uint64
 	out          string
 }
 
@@ -74,6 +76,7 @@ RSS and descriptors are sampled around each scenario.`,
 	f.StringVar(&o.upstreamNS, "upstream-netns", "", "network namespace (ip netns) to open the upstream listeners in")
 	f.StringVar(&o.dialAddr, "dial-addr", "", "address dialled for direct and transparent (default --upstream-host)")
 	f.IntVar(&o.relayCPU, "relay-cpu", -1, "CPU to pin the built-in relay to (-1: not pinned)")
+	f.Uint64Var(&o.relayFDs, "relay-fd-limit", 20000, "descriptor limit of the built-in relay (0: the hard limit)")
 	f.StringVarP(&o.out, "out", "o", "-", "file for the JSON report (- for standard output)")
 	return cmd
 }
@@ -109,7 +112,7 @@ func runRun(cmd *cobra.Command, o runOpts) error {
 	case bench.KindDirect, bench.KindTransparent:
 		client.Kind = o.proxy
 	case "relay":
-		relay, err := startRelay(o.upstreamHost, o.relayCPU)
+		relay, err := startRelay(o.upstreamHost, o.relayCPU, o.relayFDs)
 		if err != nil {
 			return err
 		}
@@ -147,12 +150,13 @@ type relayProcess struct {
 	addr string
 }
 
-func startRelay(dialHost string, cpu int) (*relayProcess, error) {
+func startRelay(dialHost string, cpu int, fdLimit uint64) (*relayProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "relay", "--listen", "127.0.0.1:0", "--dial-host", dialHost)
+	cmd := exec.Command(exe, "relay", "--listen", "127.0.0.1:0", "--dial-host", dialHost,
+		"--fd-limit", strconv.FormatUint(fdLimit, 10))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -21,8 +21,13 @@ const (
 )
 
 // opTimeout bounds every single operation, so a stuck proxy cannot hold a
-// run past its duration by more than this.
-const opTimeout = 10 * time.Second
+// run past its duration by more than this. Opening an idle tunnel has a
+// shorter bound: a proxy out of descriptors leaves connections unanswered
+// in its backlog, and the idle scenario stops after a few such failures.
+const (
+	opTimeout       = 10 * time.Second
+	idleOpenTimeout = 3 * time.Second
+)
 
 // Client opens connections to the upstreams the way its Kind says.
 type Client struct {
@@ -55,10 +60,14 @@ func (c *Client) authority(host string, up int) string {
 // open returns a connection that leads to upstream up, named host: a
 // CONNECT tunnel through the proxy, or a plain connection.
 func (c *Client) open(up int, host string) (net.Conn, error) {
+	return c.openWithin(up, host, opTimeout)
+}
+
+func (c *Client) openWithin(up int, host string, timeout time.Duration) (net.Conn, error) {
 	if c.Kind != KindExplicit {
-		return c.dial(net.JoinHostPort(c.Addr, strconv.Itoa(c.Ports[up])))
+		return c.dial(net.JoinHostPort(c.Addr, strconv.Itoa(c.Ports[up])), timeout)
 	}
-	conn, err := c.dial(c.ProxyAddr)
+	conn, err := c.dial(c.ProxyAddr, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -76,12 +85,12 @@ func (c *Client) open(up int, host string) (net.Conn, error) {
 	return conn, nil
 }
 
-func (c *Client) dial(addr string) (net.Conn, error) {
+func (c *Client) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	conn, err := c.dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	conn.SetDeadline(time.Now().Add(opTimeout))
+	conn.SetDeadline(time.Now().Add(timeout))
 	return conn, nil
 }
 
@@ -173,7 +182,7 @@ func (c *Client) opDeny() error {
 		}
 		return err
 	}
-	conn, err := c.dial(c.ProxyAddr)
+	conn, err := c.dial(c.ProxyAddr, opTimeout)
 	if err != nil {
 		return err
 	}
@@ -209,7 +218,7 @@ func (s *httpSession) do() error {
 		if s.c.Kind != KindExplicit {
 			addr = net.JoinHostPort(s.c.Addr, strconv.Itoa(s.c.Ports[upHTTP]))
 		}
-		conn, err := s.c.dial(addr)
+		conn, err := s.c.dial(addr, opTimeout)
 		if err != nil {
 			return err
 		}
@@ -251,7 +260,7 @@ func (s *httpSession) close() {
 // openHeld opens a tunnel to the hold upstream and waits for its first
 // byte: a tunnel that is open end to end and then idle.
 func (c *Client) openHeld() (net.Conn, error) {
-	conn, err := c.open(upHold, c.Host)
+	conn, err := c.openWithin(upHold, c.Host, idleOpenTimeout)
 	if err != nil {
 		return nil, err
 	}

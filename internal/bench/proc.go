@@ -79,6 +79,12 @@ func RaiseFDLimit() (uint64, error) {
 	return l.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
 
+// SetFDLimit sets this process's descriptor limit (soft and hard) to n,
+// as the proxies under test get theirs.
+func SetFDLimit(n uint64) error {
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n})
+}
+
 func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET)
 }

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -17,8 +19,9 @@ func ServeRelay(l net.Listener, dialHost string) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
+			ne, ok := err.(net.Error)
+			if ok && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				time.Sleep(10 * time.Millisecond) // out of descriptors: keep serving the tunnels open
 				continue
 			}
 			return err

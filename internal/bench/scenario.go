@@ -278,8 +278,13 @@ func runBulk(cfg Config, n int) (Result, error) {
 	return r, nil
 }
 
+// maxIdleFailures ends the idle scenario's opening: a proxy that failed
+// this many tunnels will not open the rest.
+const maxIdleFailures = 64
+
 // runIdle opens IdleTunnels tunnels (Concurrency at a time), lets them sit,
-// and reads what they cost the proxy in descriptors and memory.
+// and reads what they cost the proxy in descriptors and memory. It stops
+// opening after maxIdleFailures failures; Opened says how far it got.
 func runIdle(cfg Config) (Result, error) {
 	r := Result{Tunnels: cfg.IdleTunnels, Concurrency: cfg.Concurrency}
 	var before ProcSample
@@ -309,6 +314,9 @@ func runIdle(cfg Config) (Result, error) {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(len(conns)); i = next.Add(1) - 1 {
+				if failed.Load() >= int64(maxIdleFailures) {
+					return // the proxy is full (out of descriptors, or at its cap)
+				}
 				c, err := cfg.Client.openHeld()
 				if err != nil {
 					failed.Add(1)
