@@ -165,8 +165,12 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 		s.finish(ev, 0, 0)
 		return
 	}
+	// Only the hello's length outlives the replay: the tunnel, however
+	// long it stays open, does not keep the hello's bytes.
+	helloLen := int64(len(hello.raw))
+	hello = clientHello{}
 	upBytes, down := tunnel(c, up, r.Limits.IdleTimeout)
-	s.finish(ev, int64(len(hello.raw))+upBytes, down)
+	s.finish(ev, helloLen+upBytes, down)
 }
 
 // serveTransparentHTTP serves plain HTTP requests one after another, each
