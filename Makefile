@@ -5,7 +5,7 @@ FUZZTIME ?= 20s
 BENCHTIME ?= 200ms
 SOAK_TUNNELS ?= 10000
 
-.PHONY: help build run test check fuzz soak bench bench-review lint tidy-check
+.PHONY: help build run test check fuzz soak bench bench-review bench-peers lint tidy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench: ## Go benchmarks of the hot paths (benchstat-ready output in bench.txt)
 
 bench-review: ## egret review on generated 100k- and 1M-line logs: lines/s and peak memory (docs/BENCHMARKS.md)
 	scripts/bench-review.sh
+
+bench-peers: ## (root) egret vs Squid, tinyproxy, a bare relay and direct; writes docs/BENCHMARKS.md (BENCH_DURATION, BENCH_IDLE)
+	scripts/bench-peers.sh
 
 lint: ## lint the embedded allowlists (or FILES="a.yaml dir/")
 	go run ./cmd/egret lint $(FILES)

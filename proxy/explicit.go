@@ -20,8 +20,9 @@ import (
 // a keep-alive connection, each decided on its own, until a CONNECT turns
 // the connection into a tunnel or either side closes.
 func (s *Server) serveExplicitConn(c net.Conn) {
-	br := bufio.NewReaderSize(c, s.limits().MaxHeaderBytes)
-	s.serveRequests(c, br, s.limits, func(req *http.Request) bool { return s.handleExplicit(c, br, req) })
+	hr := newHeaderReader(c, s.limits().MaxHeaderBytes)
+	defer hr.release()
+	s.serveRequests(c, hr.br, s.limits, func(req *http.Request) bool { return s.handleExplicit(c, hr, req) })
 }
 
 // limits returns the limits in force (a reload may change them).
@@ -73,7 +74,7 @@ func (s *Server) refuseUnreadable(c net.Conn, err error) {
 
 // handleExplicit decides one request and serves or refuses it. It reports
 // whether the connection may carry another request.
-func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request) bool {
+func (s *Server) handleExplicit(c net.Conn, hr *headerReader, req *http.Request) bool {
 	r := s.rules.Load()
 	host, port, path, err := requestTarget(req)
 	if err != nil { // nothing to decide: no event
@@ -113,9 +114,9 @@ func (s *Server) handleExplicit(c net.Conn, br *bufio.Reader, req *http.Request)
 	}
 	if req.Method == http.MethodConnect {
 		if r.intercepts(d, &o) {
-			s.connectIntercepted(c, br, r, cl, d, ev)
+			s.connectIntercepted(c, hr.br, r, cl, d, ev)
 		} else {
-			s.connect(c, br, r, d, &o, ev)
+			s.connect(c, hr, r, d, &o, ev)
 		}
 		return false
 	}
@@ -145,8 +146,10 @@ func (s *Server) deny(c net.Conn, req *http.Request, ev *Event) bool {
 }
 
 // connect opens the tunnel of an allowed CONNECT: dial, 200, then bytes
-// the client sent along with its request, then splice.
-func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.Dest, o *outcome, ev *Event) {
+// the client sent along with its request, then splice. The header
+// reader's buffer goes back to the pool before the splice: a tunnel,
+// idle or busy, holds none.
+func (s *Server) connect(c net.Conn, hr *headerReader, r *Rules, d allowlists.Dest, o *outcome, ev *Event) {
 	if !s.logDecision(c, ev) {
 		return
 	}
@@ -165,8 +168,8 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 		return
 	}
 	var early int64
-	if n := br.Buffered(); n > 0 { // sent in the same write as the CONNECT: not lost
-		b, _ := br.Peek(n)
+	if n := hr.br.Buffered(); n > 0 { // sent in the same write as the CONNECT: not lost
+		b, _ := hr.br.Peek(n)
 		w, err := up.Write(b)
 		early = int64(w)
 		if err != nil {
@@ -175,6 +178,7 @@ func (s *Server) connect(c net.Conn, br *bufio.Reader, r *Rules, d allowlists.De
 			return
 		}
 	}
+	hr.release() // the request head's buffer is not held for the tunnel's life
 	upBytes, down := s.splice(ev, c, up, r.Limits.IdleTimeout)
 	s.finish(ev, early+upBytes, down)
 }

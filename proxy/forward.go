@@ -26,9 +26,14 @@ type checkedAddrsKey struct{}
 func newTransport(r *Rules, observeDial func(time.Duration, error)) *http.Transport {
 	dialer := &net.Dialer{}
 	t := &http.Transport{
-		Proxy:                 nil,
-		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
-		MaxIdleConnsPerHost:   8,
+		Proxy:              nil,
+		DisableCompression: true, // pass Accept-Encoding and bodies through untouched
+		// Enough idle connections per host for a busy client's concurrency
+		// (with 8, 64 clients of one host made 56 of every 64 requests dial
+		// a new connection and close it after), and a cap over all hosts
+		// so that idle upstream connections cannot pile up descriptors.
+		MaxIdleConnsPerHost:   64,
+		MaxIdleConns:          512,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: r.Limits.withDefaults().IdleTimeout,
 		ExpectContinueTimeout: 0,

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 
 // writeStatus writes a short text response egret itself generates. reason,
 // when set, goes in X-Egret-Reason. It never includes internal error text.
+// The response leaves in one write: http.Response.Write makes one per
+// header line, each a syscall and a packet on a raw connection.
 func writeStatus(w io.Writer, status int, reason, body string, closeConn bool, extra ...string) error {
 	resp := &http.Response{
 		StatusCode:    status,
@@ -28,7 +31,11 @@ func writeStatus(w io.Writer, status int, reason, body string, closeConn bool, e
 	for i := 0; i+1 < len(extra); i += 2 {
 		resp.Header.Set(extra[i], extra[i+1])
 	}
-	return resp.Write(w)
+	var buf bytes.Buffer
+	buf.Grow(256 + len(body))
+	resp.Write(&buf) // cannot fail: a bytes.Buffer and a strings.Reader
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // upstreamStatus maps a dial or round-trip error to 504 (too slow) or 502

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,11 +22,12 @@ const spliceChunk = 4 << 20
 func tunnel(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	t := &activity{}
 	t.touch()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); up = copyDirection(upstream, client, idle, t, client, upstream) }()
-	go func() { defer wg.Done(); down = copyDirection(client, upstream, idle, t, client, upstream) }()
-	wg.Wait()
+	// Downstream runs on the calling goroutine: one goroutine fewer to
+	// start, and to keep a stack for, per tunnel.
+	done := make(chan struct{})
+	go func() { up = copyDirection(upstream, client, idle, t, client, upstream); close(done) }()
+	down = copyDirection(client, upstream, idle, t, client, upstream)
+	<-done
 	client.Close()
 	upstream.Close()
 	return up, down
@@ -56,6 +56,10 @@ func copyDirection(dst, src net.Conn, idle time.Duration, t *activity, a, b net.
 		}
 		limit := int64(spliceChunk)
 		queued, waited, err := pending(src)
+		if err == nil && waited && queued == 0 { // end of stream: no splice needed to learn it
+			closeWrite(dst)
+			return total
+		}
 		if err == nil {
 			if waited && queued > 0 && int64(queued) < limit {
 				limit = int64(queued) // splice returns as soon as this is moved

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -40,17 +39,17 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 		if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
 			network = "tcp6"
 		}
-		l, err := net.Listen(network, addr)
+		l, err := Listen(network, addr)
 		if err != nil {
 			return nil, err
 		}
 		return []net.Listener{l}, nil
 	}
-	l4, err := net.Listen("tcp4", net.JoinHostPort("0.0.0.0", port))
+	l4, err := Listen("tcp4", net.JoinHostPort("0.0.0.0", port))
 	if err != nil {
 		return nil, err
 	}
-	l6, err := net.Listen("tcp6", net.JoinHostPort("::", port))
+	l6, err := Listen("tcp6", net.JoinHostPort("::", port))
 	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return []net.Listener{l4}, nil
 	}
@@ -179,8 +178,12 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 		s.finish(ev, 0, 0)
 		return
 	}
+	// Only the hello's length outlives the replay: the tunnel, however
+	// long it stays open, does not keep the hello's bytes.
+	helloLen := int64(len(hello.raw))
+	hello = clientHello{}
 	upBytes, down := s.splice(ev, c, up, r.Limits.IdleTimeout)
-	s.finish(ev, int64(len(hello.raw))+upBytes, down)
+	s.finish(ev, helloLen+upBytes, down)
 }
 
 // serveTransparentHTTP serves plain HTTP requests one after another, each
@@ -188,8 +191,9 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 // port. A request with no Host is decided on the original address, which
 // only a cidr rule allows.
 func (s *Server) serveTransparentHTTP(c net.Conn, orig netip.AddrPort, first []byte) {
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), c), s.limits().MaxHeaderBytes)
-	s.serveRequests(c, br, s.limits, func(req *http.Request) bool {
+	hr := newHeaderReader(io.MultiReader(bytes.NewReader(first), c), s.limits().MaxHeaderBytes)
+	defer hr.release()
+	s.serveRequests(c, hr.br, s.limits, func(req *http.Request) bool {
 		r := s.rules.Load() // a reload may have changed the client's identity
 		return s.handleTransparentHTTP(c, r, r.identifyTransparent(addrOf(c.RemoteAddr())), orig, req)
 	})

@@ -44,7 +44,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("config: %w", err)}
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := proxy.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
 	}
