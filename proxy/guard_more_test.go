@@ -343,3 +343,22 @@ func TestDenyEntries(t *testing.T) {
 		})
 	}
 }
+
+// In report mode a deny entry's verdict passes on as would-deny; the deny
+// entry's CIDR must not then count as a cidr rule that opens the guarded
+// range it names. Here loopback is guarded (no --allow-range): a deny
+// entry for it may not make it reachable.
+func TestReportModeDenyEntryNeverOpensAGuardedRange(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	pol, id := policyFrom(t, fmt.Sprintf("  - {host: example.com, ports: [%d], purpose: up}", h.tlsPort),
+		allowlists.Settings{Deny: []string{"127.0.0.1/32"}})
+	swapRules(h, func(r *Rules) {
+		r.Policy, r.Default.Identity, r.Default.Mode = pol, id, ModeReport
+		r.Guard.AllowRanges = nil
+	})
+	resp, _ := dialRaw(t, h.addr).connect(t, fmt.Sprintf("example.com:%d", h.tlsPort), "")
+	if resp.StatusCode != 403 || resp.Header.Get("X-Egret-Reason") != "private-address" {
+		t.Fatalf("CONNECT to a guarded address under a deny entry, report mode: %s %q", resp.Status, resp.Header.Get("X-Egret-Reason"))
+	}
+	wantFields(t, h.lines(1)[0], map[string]any{"decision": "deny", "reason": "private-address"})
+}

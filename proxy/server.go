@@ -237,7 +237,13 @@ func (s *Server) decide(ctx context.Context, r *Rules, cl *Client, d allowlists.
 			}
 		}
 	}
-	if why, _ := r.guardAll(addrs, d.Port, v.Rule); why != allowlists.ReasonRule {
+	// Only an allowing cidr rule may open a guarded range: in report mode
+	// the verdict may be a deny entry's, which must never open one.
+	var opening *allowlists.Rule
+	if v.Allow {
+		opening = v.Rule
+	}
+	if why, _ := r.guardAll(addrs, d.Port, opening); why != allowlists.ReasonRule {
 		return outcome{decision: "deny", reason: why, verdict: v}
 	}
 	o.addrs = addrs
