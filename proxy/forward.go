@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -94,9 +96,11 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	// idle deadline: a client that stalls mid-body or stops reading cannot
 	// hold the connection and its upstream forever.
 	idle := r.Limits.IdleTimeout
-	up := &countingReader{r: req.Body, arm: func() { c.SetReadDeadline(time.Now().Add(idle)) }}
+	up := &requestBody{r: req.Body, arm: func() { c.SetReadDeadline(time.Now().Add(idle)) }}
 	if req.Body != http.NoBody {
 		out.Body = up
+	} else {
+		up.eof = true // nothing to read
 	}
 	cw := &deadlineWriter{c: c, idle: idle}
 	defer c.SetDeadline(noDeadline)
@@ -108,6 +112,7 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	}
 	resp, err := r.transport.RoundTrip(out)
 	if err != nil {
+		up.cutOff(c)
 		if isUpstreamTLSError(err) {
 			ev.Reason = allowlists.ReasonUpstreamTLS.String()
 		}
@@ -130,11 +135,66 @@ func (s *Server) forward(c net.Conn, req *http.Request, r *Rules, o *outcome, ev
 	if err == nil {
 		err = bw.Flush()
 	}
+	// The transport may still be reading the client's body (an upstream
+	// that answered early): end that before the connection's reader is
+	// used again or handed back to the pool.
+	bodyRead := up.cutOff(c)
 	s.finish(ev, up.n.Load(), down.n.Load())
 	// The next request can follow only a response whose end the client can
-	// see without the connection closing.
+	// see without the connection closing, to a request whose body was read
+	// to its end (what is left of it must never be read as a request).
 	delimited := resp.ContentLength >= 0 || isChunked(resp)
-	return err == nil && !closeAfter && delimited
+	return err == nil && !closeAfter && delimited && bodyRead
+}
+
+// requestBody is a client's request body as the transport reads it. The
+// transport may read it, and close it, in its own goroutine even after
+// RoundTrip has returned, while the body reads from the client
+// connection's buffered reader, which the connection reuses for the next
+// request and then hands back to a pool. So closing it never drains the
+// client (that would read on after forward returned), and forward ends the
+// transport's use of it with cutOff before it touches the reader again.
+type requestBody struct {
+	mu  sync.Mutex // held by a read in progress
+	r   io.Reader
+	n   atomic.Int64
+	arm func()
+	eof bool        // read to its end
+	cut atomic.Bool // forward is done with the request: reads fail
+}
+
+var errBodyCut = errors.New("request body: the exchange is over")
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cut.Load() {
+		return 0, errBodyCut
+	}
+	b.arm()
+	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close does not drain: see cutOff.
+func (b *requestBody) Close() error { return nil }
+
+// cutOff ends the transport's reading of the body and reports whether the
+// body was read to its end. A read still blocked on the client is woken
+// by an expired read deadline on c, again until it has returned, since it
+// may have re-armed its deadline just before; reads after that fail.
+func (b *requestBody) cutOff(c net.Conn) bool {
+	b.cut.Store(true)
+	for !b.mu.TryLock() {
+		c.SetReadDeadline(time.Now())
+		time.Sleep(time.Millisecond)
+	}
+	defer b.mu.Unlock()
+	return b.eof
 }
 
 func isChunked(resp *http.Response) bool {

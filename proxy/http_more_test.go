@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/egret-proxy/egret/allowlists"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -149,4 +150,56 @@ func TestExpectContinueHTTP10(t *testing.T) {
 		t.Fatalf("HTTP/1.0 POST with Expect: got %q, want the 200 response first", all)
 	}
 	wantFields(t, h.lines(2)[1], map[string]any{"msg": "close", "status": 200, "bytes_up": 5})
+}
+
+// An upstream that answers before reading the request body (a 413, an
+// early error) leaves the transport reading, or draining, the client's
+// body after the response: egret must end that before it reuses or pools
+// the connection's reader, and must not read what is left of the body as
+// a next request. The client gets the response and the connection ends;
+// egret keeps serving.
+func TestUpstreamAnswersBeforeTheBody(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	early := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	t.Cleanup(early.Close)
+	port := portOf(t, early.Listener.Addr())
+	pol, id := policyFrom(t, fmt.Sprintf("  - {host: example.com, ports: [%d, %d], purpose: up}", port, h.httpPort), allowlists.Settings{})
+	swapRules(h, func(r *Rules) { r.Policy, r.Default.Identity = pol, id })
+
+	for _, keepSending := range []bool{false, true} {
+		c := dialRaw(t, h.addr)
+		c.send(t, fmt.Sprintf("POST http://example.com:%d/upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100000000\r\n\r\n", port))
+		c.send(t, strings.Repeat("x", 64<<10))
+		stop := make(chan struct{})
+		if keepSending { // the client goes on streaming its body while the answer comes
+			go func() {
+				chunk := []byte(strings.Repeat("y", 4096))
+				for range 2000 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		resp, _ := c.response(t, "POST")
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("early answer: %s", resp.Status)
+		}
+		if closed, _ := closedWithin(c, c.br, 5*time.Second); !closed {
+			t.Errorf("keepSending=%v: the connection stayed open with the rest of a body unread", keepSending)
+		}
+		close(stop)
+	}
+	// egret is still up and serving.
+	if st := get(t, h.client("", ""), fmt.Sprintf("http://example.com:%d/after", h.httpPort)); st != 200 {
+		t.Fatalf("after: %d", st)
+	}
 }
