@@ -177,14 +177,7 @@ func (s *Server) serveInner(c net.Conn, t *innerTunnel) {
 // handleInner decides one request inside an intercepted tunnel and serves
 // or refuses it. It reports whether the tunnel may carry another.
 func (s *Server) handleInner(c net.Conn, t *innerTunnel, req *http.Request) bool {
-	cl := t.cl
-	ev := s.begin(t.ev.Listener, c, req.Method)
-	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
-	ev.Host, ev.Port = t.d.Host, t.d.Port
-	if t.scheme == "https" {
-		ev.SNI = t.d.Host
-	}
-	if req.Method == http.MethodConnect {
+	if req.Method == http.MethodConnect { // not a request egret decides: 400, as for what it cannot parse
 		writeStatus(c, http.StatusBadRequest, "", "egret: CONNECT inside an intercepted tunnel\n", true)
 		return false
 	}
@@ -196,6 +189,13 @@ func (s *Server) handleInner(c net.Conn, t *innerTunnel, req *http.Request) bool
 	if err != nil { // t.d was decided already: only a bad port gets here
 		writeStatus(c, http.StatusBadRequest, "", "egret: "+sanitize(err.Error())+"\n", true)
 		return false
+	}
+	cl := t.cl
+	ev := s.begin(t.ev.Listener, c, req.Method)
+	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
+	ev.Host, ev.Port = t.d.Host, t.d.Port
+	if t.scheme == "https" {
+		ev.SNI = t.d.Host
 	}
 	ev.Path = d.Path
 	asked, sameHost := t.requestAuthority(req)

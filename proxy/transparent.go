@@ -200,13 +200,13 @@ func (s *Server) serveTransparentHTTP(c net.Conn, orig netip.AddrPort, first []b
 }
 
 func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig netip.AddrPort, req *http.Request) bool {
-	ev := s.begin(ListenerTransparent, c, req.Method)
-	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
-	ev.Port = orig.Port()
-	if req.Method == http.MethodConnect {
+	if req.Method == http.MethodConnect { // not a request egret decides: 400, as for what it cannot parse
 		writeStatus(c, http.StatusBadRequest, "", "egret: CONNECT on a redirected connection\n", true)
 		return false
 	}
+	ev := s.begin(ListenerTransparent, c, req.Method)
+	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
+	ev.Port = orig.Port()
 	host := urlHost(req) // absolute-form: the target decides, as on the explicit listener
 	if host == "" {
 		host, _ = splitHostOptionalPort(req.Host)
