@@ -171,6 +171,8 @@ func LoadCA(dir string) (*CA, error) {
 		return nil, fmt.Errorf("%s is not a CA certificate; create one with egret certs init", certPath)
 	case len(cert.PermittedDNSDomains) == 0 || !cert.PermittedDNSDomainsCritical:
 		return nil, fmt.Errorf("%s has no critical permitted-DNS-name constraints, so it could sign for any name; create one with egret certs init", certPath)
+	case !excludesAllIPs(cert):
+		return nil, fmt.Errorf("%s does not exclude every IP address (0.0.0.0/0 and ::/0), so it could sign for addresses; create one with egret certs init", certPath)
 	case now.After(cert.NotAfter):
 		return nil, fmt.Errorf("%s expired on %s; create a new one with egret certs init --force", certPath, cert.NotAfter.Format(time.DateOnly))
 	case now.Before(cert.NotBefore):
@@ -234,4 +236,21 @@ func randomSerial() *big.Int {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return n.Add(n, big.NewInt(1))
+}
+
+// excludesAllIPs reports whether cert's name constraints exclude every
+// IPv4 and every IPv6 address, as egret's CAs do (DESIGN §8a).
+func excludesAllIPs(cert *x509.Certificate) bool {
+	var v4, v6 bool
+	for _, n := range cert.ExcludedIPRanges {
+		if ones, _ := n.Mask.Size(); ones != 0 {
+			continue
+		}
+		if n.IP.To4() != nil {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	return v4 && v6
 }

@@ -177,6 +177,23 @@ func TestLoadCA(t *testing.T) {
 			t.Errorf("unconstrained CA: %v", err)
 		}
 	})
+	t.Run("DNS constraints but addresses not excluded", func(t *testing.T) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{
+			SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "names only"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+			PermittedDNSDomainsCritical: true, PermittedDNSDomains: []string{"example.org"},
+		}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, CertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+		os.WriteFile(filepath.Join(dir, KeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+		if _, err := LoadCA(dir); err == nil || !strings.Contains(err.Error(), "could sign for addresses") {
+			t.Errorf("CA without excluded IP ranges: %v", err)
+		}
+	})
 	t.Run("missing directory", func(t *testing.T) {
 		if _, err := LoadCA(filepath.Join(t.TempDir(), "none")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("missing CA: %v", err)
