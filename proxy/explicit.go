@@ -59,11 +59,10 @@ func (s *Server) serveRequests(c net.Conn, br *bufio.Reader, limits func() Limit
 // refuseUnreadable answers a request egret cannot read with 400 (431 when
 // its header is too large); a client that just went away gets nothing.
 func (s *Server) refuseUnreadable(c net.Conn, err error) {
-	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return
-	case errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		writeStatus(c, http.StatusRequestTimeout, "", "egret: request header not received in time\n", true)
 	case errors.Is(err, errHeaderTooLarge):
 		writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, "", "egret: request header too large\n", true)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -41,8 +40,7 @@ func writeStatus(w io.Writer, status int, reason, body string, closeConn bool, e
 // upstreamStatus maps a dial or round-trip error to 504 (too slow) or 502
 // (unreachable), with a body that names no internal detail.
 func upstreamStatus(err error) (int, string) {
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
 		return http.StatusGatewayTimeout, "egret: upstream did not answer in time\n"
 	}
 	return http.StatusBadGateway, "egret: upstream unreachable\n"

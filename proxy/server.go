@@ -131,8 +131,7 @@ func (s *Server) serve(l net.Listener, handle func(net.Conn), refuse func(net.Co
 // closing will relieve; a client must not be able to end egret by opening
 // too many), or a connection aborted before it was accepted.
 func acceptRetryable(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeout(err) {
 		return true
 	}
 	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {

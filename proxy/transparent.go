@@ -260,6 +260,7 @@ func splitHostOptionalPort(hostport string) (host, port string) {
 	return hostport, ""
 }
 
+// isTimeout reports whether err is a deadline that expired.
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
