@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -104,15 +105,8 @@ func FuzzTransparentHost(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// As handleTransparentHTTP takes it.
-		host := urlHost(req)
-		if host == "" {
-			host, _ = splitHostOptionalPort(req.Host)
-		}
-		if host == "" {
-			host = "203.0.113.7"
-		}
 		const origPort = 80
+		host := transparentHost(req, netip.AddrPortFrom(netip.MustParseAddr("203.0.113.7"), origPort))
 		checkDest(t, host, origPort)
 		if d, err := allowlists.NewDest(host, origPort, ""); err == nil && d.Port != origPort {
 			t.Fatalf("Host %q moved the port to %d", req.Host, d.Port)

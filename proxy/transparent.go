@@ -207,13 +207,7 @@ func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig ne
 	ev := s.begin(ListenerTransparent, c, req.Method)
 	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode
 	ev.Port = orig.Port()
-	host := urlHost(req) // absolute-form: the target decides, as on the explicit listener
-	if host == "" {
-		host, _ = splitHostOptionalPort(req.Host)
-	}
-	if host == "" {
-		host = orig.Addr().String()
-	}
+	host := transparentHost(req, orig)
 	ev.Host = host
 	path := req.URL.EscapedPath()
 	if path == "" {
@@ -242,6 +236,20 @@ func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig ne
 		req.URL.Host = strings.TrimSuffix(req.URL.Host, ":80")
 	}
 	return s.forward(c, req, r, &o, ev)
+}
+
+// transparentHost is the name a redirected HTTP request is decided on:
+// its absolute-form target (as on the explicit listener), else its Host
+// header without the port (the original port always decides), else the
+// original address, which only a cidr rule allows.
+func transparentHost(req *http.Request, orig netip.AddrPort) string {
+	if host := urlHost(req); host != "" {
+		return host
+	}
+	if host, _ := splitHostOptionalPort(req.Host); host != "" {
+		return host
+	}
+	return orig.Addr().String()
 }
 
 // denyTransparent logs a deny of a connection that gets no answer: denied
