@@ -24,6 +24,9 @@ type Policy struct {
 	catalog  *Catalog
 	products map[string]*index
 	rules    map[string][]*Rule // each product's active rules, in file order
+	allProxy map[string][]ProxyRuleEntry
+	network  map[string][]*NetRule
+	names    map[string]*index // each product's egress network rules that name hosts, for DecideName
 	deny     *index
 	inactive []Inactive
 }
@@ -53,25 +56,49 @@ func Compile(c *Catalog, s Settings) (*Policy, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("variable %s=%s is used by no loaded rule", name, s.Vars[name]))
 		}
 	}
-	p := &Policy{catalog: c, products: map[string]*index{}, rules: map[string][]*Rule{}}
+	p := &Policy{
+		catalog: c, products: map[string]*index{}, rules: map[string][]*Rule{},
+		allProxy: map[string][]ProxyRuleEntry{}, network: map[string][]*NetRule{}, names: map[string]*index{},
+	}
 	var errs []error
 	for _, name := range c.Names() {
-		ix := newIndex()
+		ix, names := newIndex(), newIndex()
+		nProxy, nNet := 0, 0
 		for _, f := range c.products[name].Files {
 			for _, spec := range f.Proxy {
+				nProxy++
+				id := ID{Product: name, Kind: KindProxy, N: nProxy}
 				r, inactiveVar, err := compileRule(name, f, spec, s.Vars)
+				entry := ProxyRuleEntry{Rule: r, Spec: spec, File: f.Name, Unset: inactiveVar, ID: id}
 				switch {
 				case err != nil:
 					errs = append(errs, err)
+					continue
 				case inactiveVar != "":
 					p.inactive = append(p.inactive, Inactive{Product: name, Spec: spec, File: f.Name, Variable: inactiveVar})
 				default:
+					r.ID = id
 					ix.add(r)
 					p.rules[name] = append(p.rules[name], r)
+				}
+				p.allProxy[name] = append(p.allProxy[name], entry)
+			}
+			for _, spec := range f.Network {
+				nNet++
+				r, err := compileNetRule(name, f, spec, s.Vars)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				r.ID = ID{Product: name, Kind: KindNetwork, N: nNet}
+				p.network[name] = append(p.network[name], r)
+				if r.Host != "" && r.Direction == "egress" {
+					names.add(&r.Rule)
 				}
 			}
 		}
 		p.products[name] = ix
+		p.names[name] = names
 	}
 	deny, err := compileDeny(s.Deny)
 	if err != nil {
@@ -199,6 +226,7 @@ type Identity struct {
 	Name     string
 	Products []string
 	indexes  []*index
+	names    []*index // the products' egress network rules that name hosts
 }
 
 // Identity returns the identity with the given products, which must exist.
@@ -210,6 +238,7 @@ func (p *Policy) Identity(name string, products ...string) (Identity, error) {
 			return Identity{}, fmt.Errorf("unknown product %q; `egret products` lists them", prod)
 		}
 		id.indexes = append(id.indexes, ix)
+		id.names = append(id.names, p.names[prod])
 	}
 	return id, nil
 }

@@ -1,5 +1,7 @@
 package allowlists
 
+import "fmt"
+
 // Reason is why a destination was allowed or denied: the `reason` field of
 // the decision log and the X-Egret-Reason header.
 type Reason uint8
@@ -109,4 +111,42 @@ func (p *Policy) DenyEntry(d Dest) *Rule {
 	var c candidates
 	p.deny.lookup(&d, &c)
 	return c.pathless
+}
+
+// anyPort is the port of a Dest built by NameDest: every rule's ports
+// include it.
+const anyPort = 0
+
+// NameDest returns a destination for a name on no particular port: the
+// question the DNS door asks (may this name be reached at all?). Host is
+// normalised as NewDest does; an IP literal is an error wrapping
+// ErrBadHost, since nobody resolves one.
+func NameDest(host string) (Dest, error) {
+	d, err := NewDest(host, 1, "")
+	if err != nil {
+		return Dest{}, err
+	}
+	if d.literal {
+		return Dest{}, fmt.Errorf("%w: %s is an IP address, not a name to resolve", ErrBadHost, d.Host)
+	}
+	d.Port = anyPort
+	return d, nil
+}
+
+// DecideName reports whether id may reach the name in d on some port: by a
+// proxy rule, or by an egress network rule whose destination is a name or
+// pattern. It is Decide asked of the same indexes without a port, so a
+// name the proxy would refuse on every port is refused here too; deny
+// entries win as they do there. Give it a Dest from NameDest.
+func (p *Policy) DecideName(id Identity, d Dest) Verdict {
+	if v := p.Decide(id, d); v.Allow || v.Reason == ReasonDenyEntry {
+		return v
+	}
+	for _, ix := range id.names {
+		var c candidates
+		if ix.lookup(&d, &c); c.pathless != nil {
+			return Verdict{Allow: true, Reason: ReasonRule, Rule: c.pathless}
+		}
+	}
+	return Verdict{Reason: ReasonNoRule}
 }

@@ -19,6 +19,7 @@ type Rule struct {
 	Broad   string // why the rule is deliberately over-broad
 	File    string
 	Line    int
+	ID      ID // the rule's stable name in its product (zero for deny entries)
 
 	match pattern // the normalised, classified host pattern
 }
@@ -53,7 +54,7 @@ func (r *Rule) String() string {
 }
 
 func (r *Rule) allowsPort(port uint16) bool {
-	if len(r.Ports) == 0 {
+	if len(r.Ports) == 0 || port == anyPort {
 		return true
 	}
 	for _, p := range r.Ports {
