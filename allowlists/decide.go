@@ -21,6 +21,7 @@ const (
 	ReasonBadHello                     // an unreadable or oversized ClientHello
 	ReasonECH                          // a ClientHello offering Encrypted Client Hello
 	ReasonUpstreamTLS                  // the upstream certificate did not verify
+	ReasonDNSMismatch                  // the original address was no answer of egret's DNS for the name
 )
 
 var reasonNames = [...]string{
@@ -37,6 +38,7 @@ var reasonNames = [...]string{
 	ReasonBadHello:       "bad-hello",
 	ReasonECH:            "ech",
 	ReasonUpstreamTLS:    "upstream-tls",
+	ReasonDNSMismatch:    "dns-mismatch",
 }
 
 func (r Reason) String() string {

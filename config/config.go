@@ -82,6 +82,14 @@ type Config struct {
 	InterceptCA    string
 	UpstreamCA     string
 	InterceptHosts []string
+
+	// RequireDNSMatch denies a redirected connection whose original
+	// address egret's DNS door did not answer for its SNI or Host (key
+	// require_dns_match; only with a DNS door).
+	RequireDNSMatch bool
+	// ECH is what the transparent listener does with a ClientHello that
+	// offers Encrypted Client Hello: "deny" (the default) or "outer-sni".
+	ECH string
 }
 
 // RestartNeeded lists the keys whose change between old and new needs a
@@ -150,6 +158,8 @@ var keys = []keyDef{
 	{key: "intercept_ca", flag: "intercept-ca", kind: kString, def: "", help: "directory of the CA that signs intercepted hosts' certificates"},
 	{key: "intercept_host", flag: "intercept-host", kind: kList, help: "host pattern whose TLS is intercepted for path rules (repeatable)"},
 	{key: "upstream_ca", flag: "upstream-ca", kind: kString, def: "", help: "PEM file of CAs trusted for intercepted upstreams (default: system roots)"},
+	{key: "require_dns_match", flag: "require-dns-match", kind: kBool, def: "false", help: "deny a redirected connection to an address egret's DNS door did not answer for its name"},
+	{key: "ech", flag: "ech", kind: kString, def: "deny", help: "a ClientHello offering ECH on the transparent listener: deny, or outer-sni (decide by the outer name)"},
 	{key: "variables", kind: kVars},
 	{key: "deny", kind: kList},
 	{key: "clients", kind: kClients},
@@ -197,6 +207,8 @@ func Flags(fs *pflag.FlagSet) {
 		case kInt:
 			n, _ := strconv.Atoi(def)
 			fs.Int(k.flag, n, k.help)
+		case kBool:
+			fs.Bool(k.flag, def == "true", k.help)
 		}
 	}
 }

@@ -71,6 +71,7 @@ func wantDefaults(file string) *Config {
 		ShutdownGrace:     30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		MaxConns:          10000,
+		ECH:               "deny",
 	}
 }
 
@@ -139,6 +140,8 @@ listen: ":1111"
 mode: report
 product: [file-product]
 decision_log: `+filepath.Join(dir, "file.log")+`
+require_dns_match: true
+ech: outer-sni
 `)
 	keys := []struct {
 		key                          string
@@ -157,6 +160,10 @@ decision_log: `+filepath.Join(dir, "file.log")+`
 		{"decision_log", func(c *Config) any { return c.DecisionLog }, "-", filepath.Join(dir, "file.log"),
 			filepath.Join(dir, "env.log"), "-",
 			filepath.Join(dir, "env.log"), []string{"--decision-log", "-"}},
+		{"require_dns_match", func(c *Config) any { return c.RequireDNSMatch }, false, true, false, true,
+			"false", []string{"--require-dns-match"}},
+		{"ech", func(c *Config) any { return c.ECH }, "deny", "outer-sni", "deny", "outer-sni",
+			"deny", []string{"--ech", "outer-sni"}},
 	}
 	for _, k := range keys {
 		env := envName(k.key)
@@ -243,6 +250,8 @@ max_conns: 500
 intercept_ca: /etc/egret/ca
 upstream_ca: /etc/egret/upstream.pem
 intercept_host: ["*.example.com"]
+require_dns_match: true
+ech: outer-sni
 `)
 	c := mustLoad(t, serveFlags(t, "--config", file))
 	want := &Config{
@@ -269,7 +278,8 @@ intercept_host: ["*.example.com"]
 		IdleTimeout: time.Hour, ShutdownGrace: time.Minute,
 		MaxHeaderBytes: 1 << 20, MaxConns: 500,
 		InterceptCA: "/etc/egret/ca", UpstreamCA: "/etc/egret/upstream.pem",
-		InterceptHosts: []string{"*.example.com"},
+		InterceptHosts:  []string{"*.example.com"},
+		RequireDNSMatch: true, ECH: "outer-sni",
 	}
 	if c.UpstreamProxy == nil || c.UpstreamProxy.Host != "proxy.corp:8080" || c.UpstreamProxy.User.Username() != "user" {
 		t.Errorf("UpstreamProxy = %v", c.UpstreamProxy)

@@ -53,6 +53,8 @@ func TestFileErrors(t *testing.T) {
 		{"allowlists missing", "allowlists: [/nonexistent/allowlists]", `egret.yaml:1: allowlists[0]: "/nonexistent/allowlists" is not a directory of allowlist files`},
 		{"product a mapping", "product: {a: b}", `egret.yaml:1: product: want a list`},
 		{"auth optional", "auth_optional: maybe", `egret.yaml:1: auth_optional: "maybe" is not true or false`},
+		{"require dns match", "require_dns_match: sometimes", `egret.yaml:1: require_dns_match: "sometimes" is not true or false`},
+		{"ech unknown", "ech: allow", `egret.yaml:1: ech: "allow": want deny (the default) or outer-sni`},
 
 		// Upstream proxy; never show its password.
 		{"upstream proxy https", "upstream_proxy: https://proxy:8080", `egret.yaml:1: upstream_proxy: "https://proxy:8080": the scheme must be http://`},
@@ -134,7 +136,7 @@ func TestAllErrorsByLine(t *testing.T) {
 		t.Fatalf("error %T %v is not an *Error", err, err)
 	}
 	// The unknown key stops decoding: its line comes alone.
-	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, allowlists, var, resolve, allow_range, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, variables, deny, clients, auth_optional, upstream_proxy)") {
+	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, allowlists, var, resolve, allow_range, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, variables, deny, clients, auth_optional, upstream_proxy)") {
 		t.Errorf("problems %q", p)
 	}
 	file = writeConfig(t, "max_conns: 0\nmode: x\nlisten: nope\n")

@@ -45,7 +45,20 @@ func (l *loader) decode() {
 	c.InterceptCA, _ = l.str(l.get("intercept_ca"))
 	c.UpstreamCA, _ = l.str(l.get("upstream_ca"))
 	c.InterceptHosts = l.list(l.get("intercept_host"))
+	c.RequireDNSMatch = l.boolean(l.get("require_dns_match"))
+	c.ECH = l.ech()
 	l.cfg = c
+}
+
+// ech decodes what the transparent listener does with a hello offering
+// ECH: deny or outer-sni.
+func (l *loader) ech() string {
+	val, src, p := l.get("ech")
+	s, ok := l.str(val, src, p)
+	if ok && s != "deny" && s != "outer-sni" {
+		l.bad(src, p, "%q: want deny (the default) or outer-sni (decide by the outer SNI)", s)
+	}
+	return s
 }
 
 // address decodes a listener's host:port; optional ones may be empty.

@@ -106,6 +106,8 @@ type Event struct {
 	Paths    string // "unenforced" when a path rule allowed a tunnel
 	SNI      string
 	IP       string
+	DNS      string // match or mismatch: the original address against the DNS door's answers (transparent, with a door)
+	ECH      string // outer-sni: a ClientHello offering ECH decided by its outer name
 	Error    string // why a dial or forward failed (close lines)
 	Status   int    // HTTP status egret answered with, when it answered
 	start    time.Time
@@ -126,7 +128,8 @@ func (e *Event) attrs() []slog.Attr {
 	}
 	optional := []struct{ k, v string }{
 		{"path", e.Path}, {"rule", e.Rule}, {"source", e.Source}, {"reason", e.Reason},
-		{"product", e.Product}, {"paths", e.Paths}, {"sni", e.SNI}, {"ip", e.IP}, {"error", e.Error},
+		{"product", e.Product}, {"paths", e.Paths}, {"sni", e.SNI}, {"ip", e.IP}, {"dns", e.DNS}, {"ech", e.ECH},
+		{"error", e.Error},
 	}
 	for _, kv := range optional {
 		if kv.v != "" {

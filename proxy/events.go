@@ -85,7 +85,7 @@ func decidingProduct(ev *Event) string {
 // decisionAttributes are the span attributes of a decision, named as the
 // decision log's fields.
 func decisionAttributes(ev *Event) []attribute.KeyValue {
-	a := make([]attribute.KeyValue, 0, 16)
+	a := make([]attribute.KeyValue, 0, 20)
 	a = append(a,
 		attribute.String("decision", ev.Decision),
 		attribute.String("mode", ev.Mode.String()),
@@ -100,6 +100,7 @@ func decisionAttributes(ev *Event) []attribute.KeyValue {
 	optional := [...]struct{ k, v string }{
 		{"path", ev.Path}, {"rule", ev.Rule}, {"source", ev.Source}, {"reason", ev.Reason},
 		{"product", ev.Product}, {"paths", ev.Paths}, {"sni", ev.SNI}, {"ip", ev.IP},
+		{"dns", ev.DNS}, {"ech", ev.ECH},
 	}
 	for _, kv := range optional {
 		if kv.v != "" {

@@ -35,6 +35,13 @@ type Rules struct {
 	// Intercept, when set, terminates TLS for path rules (DESIGN §8a).
 	Intercept *Intercept
 	Limits    Limits
+	// RequireDNSMatch denies (reason dns-mismatch) a redirected connection
+	// whose original address the DNS door did not answer for its name;
+	// it has effect only on a server with a DNS door (WithDNSAnswers).
+	RequireDNSMatch bool
+	// ECH is what the transparent listener does with a ClientHello that
+	// offers Encrypted Client Hello (default ECHDeny).
+	ECH ECHMode
 
 	transport *http.Transport // for plain HTTP and intercepted requests; built by SetRules
 }

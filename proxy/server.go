@@ -36,6 +36,9 @@ type Server struct {
 	// originalDst finds where a redirected connection was going
 	// (SO_ORIGINAL_DST); tests without netfilter replace it.
 	originalDst func(net.Conn) (netip.AddrPort, error)
+
+	// dns is what the DNS door answered (WithDNSAnswers); nil without one.
+	dns DNSAnswers
 }
 
 // Option configures a Server.

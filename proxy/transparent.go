@@ -122,11 +122,14 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 	ev := event("TLS")
 	c.SetReadDeadline(noDeadline)
 	if hello.offersECH {
-		if hello.serverName != "" {
-			ev.Host, ev.SNI = hello.serverName, hello.serverName
+		if r.ECH != ECHOuterSNI {
+			if hello.serverName != "" {
+				ev.Host, ev.SNI = hello.serverName, hello.serverName
+			}
+			s.denyTransparent(ev, allowlists.ReasonECH)
+			return
 		}
-		s.denyTransparent(ev, allowlists.ReasonECH)
-		return
+		ev.ECH = ECHOuterSNI.String() // decided, dialled and replayed by the outer name
 	}
 	target := orig.Addr().String()
 	if hello.serverName != "" {
@@ -143,6 +146,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 	if hello.serverName == "" && o.reason == allowlists.ReasonNoRule {
 		o.reason = allowlists.ReasonNoSNI
 	}
+	s.checkDNS(ev, r, cl, d, orig.Addr(), &o)
 	o.fill(ev)
 	if !o.proceed() {
 		s.record(ev)
@@ -220,6 +224,7 @@ func (s *Server) handleTransparentHTTP(c net.Conn, r *Rules, cl *Client, orig ne
 	}
 	ev.Host, ev.Path = d.Host, d.Path
 	o := s.decide(context.Background(), r, cl, d)
+	s.checkDNS(ev, r, cl, d, orig.Addr(), &o)
 	o.fill(ev)
 	if !o.proceed() {
 		ev.Status = http.StatusForbidden

@@ -222,6 +222,10 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 	if err != nil {
 		return nil, err
 	}
+	ech, err := proxy.ParseECHMode(cfg.ECH)
+	if err != nil {
+		return nil, err
+	}
 	def, err := pol.Identity("default", cfg.Products...)
 	if err != nil {
 		return nil, fmt.Errorf("product: %w", err)
@@ -234,6 +238,10 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 		Pins:         cfg.Resolve,
 		Upstream:     cfg.UpstreamProxy,
 		Intercept:    intercept,
+		// Both take effect on the transparent listener; a dns match needs
+		// the DNS door too (proxy.WithDNSAnswers).
+		RequireDNSMatch: cfg.RequireDNSMatch,
+		ECH:             ech,
 		Limits: proxy.Limits{
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
 			MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConns: cfg.MaxConns,
