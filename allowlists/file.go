@@ -53,7 +53,13 @@ type NetworkRule struct {
 	Direction   string   `yaml:"direction"`
 	Purpose     string   `yaml:"purpose"`
 	Source      string   `yaml:"source"`
-	Line        int      `yaml:"-"`
+	// Option names the document's alternative the row belongs to, when the
+	// document offers a choice of rule sets: "basic" for the predefined
+	// security group that opens all outbound traffic, against which the
+	// document's advanced rules are the rigid alternative. egret export
+	// leaves such rows out unless asked for the option.
+	Option string `yaml:"option"`
+	Line   int    `yaml:"-"`
 }
 
 // FileError is a problem in an allowlist file, with the place it is at.

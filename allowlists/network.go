@@ -26,6 +26,7 @@ type NetRule struct {
 	Protocol   string      // tcp, udp or icmp
 	Direction  string      // egress or ingress
 	PortRanges []PortRange // empty for icmp
+	Option     string      // the document's alternative the row belongs to ("" for every deployment)
 	// Unset names the variable that stands for the whole destination when
 	// it has no value: the rule is inactive and Host and CIDR are empty.
 	Unset string
@@ -63,7 +64,7 @@ func compileNetRule(product string, f *File, spec NetworkRule, vars map[string]s
 			Product: product, Purpose: spec.Purpose, Source: spec.Source,
 			File: f.Name, Line: spec.Line,
 		},
-		Protocol: spec.Protocol, Direction: spec.Direction,
+		Protocol: spec.Protocol, Direction: spec.Direction, Option: spec.Option,
 	}
 	if r.Source == "" {
 		r.Source = f.Source

@@ -93,6 +93,9 @@ func (r *NetworkRule) problems(fileSource string) []string {
 	if err := checkDestinationSyntax(r.Destination); err != nil {
 		p = append(p, fmt.Sprintf("destination %q: %v", r.Destination, err))
 	}
+	if r.Option != "" && !varNameRE.MatchString(r.Option) {
+		p = append(p, fmt.Sprintf("option %q: name the document's alternative in lower case, e.g. basic", r.Option))
+	}
 	return append(p, commonProblems(r.Purpose, r.Source, fileSource)...)
 }
 
