@@ -12,11 +12,27 @@ import (
 // SetName is the nftables set (and ipset) that holds the addresses of a
 // rule that names hosts, for one address family (4 or 6): the product
 // with '-' as '_', the rule's kind and number, and the family, e.g.
-// dt_cloud_connector_n3_v4. The DNS door adds its answers to the set of
-// this name; it is the one place the name is made.
+// dt_cloud_connector_n3_v4. ipset takes at most 31 characters, so a
+// product whose name would not fit has each of its words cut to four
+// letters (cisc_clou_pack_stor_n2_v4). The DNS door adds its answers to
+// the set of this name; this is the one place the name is made.
 func SetName(id allowlists.ID, family int) string {
-	return fmt.Sprintf("%s_%c%d_v%d", strings.ReplaceAll(id.Product, "-", "_"), id.Kind, id.N, family)
+	suffix := fmt.Sprintf("_%c%d_v%d", id.Kind, id.N, family)
+	product := strings.ReplaceAll(id.Product, "-", "_")
+	if len(product)+len(suffix) > maxSetName {
+		words := strings.Split(product, "_")
+		for i, w := range words {
+			if len(w) > 4 {
+				words[i] = w[:4]
+			}
+		}
+		product = strings.Join(words, "_")
+	}
+	return product + suffix
 }
+
+// maxSetName is ipset's limit (IPSET_MAXNAMELEN 32, with the NUL).
+const maxSetName = 31
 
 // WriteNftables writes one complete table (inet family) for a host or a
 // segment gateway, loadable with `nft -f`. Loading it replaces an earlier

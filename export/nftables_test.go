@@ -250,6 +250,7 @@ func dropCount(t *testing.T, ns string) int {
 // farEnd is the far side of the probes: TCP listeners and UDP sockets in
 // the gateway namespace that record what reached them.
 type farEnd struct {
+	t   *testing.T // the test that owns the sockets (not a subtest: they outlive each)
 	ns  string
 	mu  sync.Mutex
 	tcp map[string]bool
@@ -257,7 +258,7 @@ type farEnd struct {
 }
 
 func newFarEnd(t *testing.T, ns string) *farEnd {
-	return &farEnd{ns: ns, tcp: map[string]bool{}, udp: map[string]chan string{}}
+	return &farEnd{t: t, ns: ns, tcp: map[string]bool{}, udp: map[string]chan string{}}
 }
 
 func (f *farEnd) listen(t *testing.T, proto, addr string, port int) chan string {
@@ -282,7 +283,7 @@ func (f *farEnd) listen(t *testing.T, proto, addr string, port int) chan string 
 					c.Close()
 				}
 			}()
-			t.Cleanup(func() { ln.Close() })
+			f.t.Cleanup(func() { ln.Close() })
 			f.tcp[hp] = true
 		}
 		return nil
@@ -307,7 +308,7 @@ func (f *farEnd) listen(t *testing.T, proto, addr string, port int) chan string 
 			ch <- string(buf[:n])
 		}
 	}()
-	t.Cleanup(func() { pc.Close() })
+	f.t.Cleanup(func() { pc.Close() })
 	f.udp[hp] = ch
 	return ch
 }
@@ -398,5 +399,32 @@ func TestNftablesSegmentGatewayForwards(t *testing.T) {
 		if !pr.pass && dropCount(t, tb.Gateway) <= before {
 			t.Errorf("forwarded %s %s:%d: not counted by the drop rule", pr.proto, pr.addr, pr.port)
 		}
+	}
+}
+
+// Set names fit ipset's 31 characters and never collide, across every
+// rule of every embedded product.
+func TestSetNamesFitAndAreUnique(t *testing.T) {
+	p := compile(t, nil)
+	seen := map[string]allowlists.ID{}
+	for _, prod := range p.Catalog().Names() {
+		for _, r := range p.NetworkRules(prod) {
+			for _, fam := range []int{4, 6} {
+				name := SetName(r.ID, fam)
+				if len(name) > maxSetName {
+					t.Errorf("%s: set %s is %d characters", r.ID, name, len(name))
+				}
+				if other, dup := seen[name]; dup {
+					t.Errorf("set %s names both %s and %s", name, other, r.ID)
+				}
+				seen[name] = r.ID
+			}
+		}
+	}
+	if got := SetName(allowlists.ID{Product: "cisco-cloudcenter-package-store", Kind: allowlists.KindNetwork, N: 2}, 4); got != "cisc_clou_pack_stor_n2_v4" {
+		t.Errorf("long product: %s", got)
+	}
+	if got := SetName(allowlists.ID{Product: "dt-cloud-connector", Kind: allowlists.KindNetwork, N: 3}, 6); got != "dt_cloud_connector_n3_v6" {
+		t.Errorf("short product: %s", got)
 	}
 }

@@ -78,7 +78,8 @@ func runExport(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "egret: %s: not expressed in %s: %s\n", s.ID, format, s.Reason)
 	}
 	if len(skips) > 0 && v.GetBool("strict") {
-		return &exitError{code: 1, err: fmt.Errorf("%d rules not expressed in %s (--strict)", len(skips), format)}
+		fmt.Fprintf(cmd.ErrOrStderr(), "egret: %d rules not expressed in %s (--strict)\n", len(skips), format)
+		return &exitError{code: 1}
 	}
 	return nil
 }
