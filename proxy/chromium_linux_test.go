@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egret-proxy/egret/internal/netnstest"
+)
+
+// A real browser behind the transparent listener. Chromium offers
+// Encrypted Client Hello in every ClientHello, as GREASE, even with no ECH
+// configuration: with ech: deny (the default) egret denies it, with
+// ech: outer-sni it decides by the outer SNI, which is then the name the
+// browser is going to. Chromium runs headless in the client namespace,
+// resolves nothing (--host-resolver-rules maps example.com to the
+// gateway's remote address and every other name to NOTFOUND), and its
+// connection to 443 is redirected by a real nftables rule to egret, which
+// dials the harness's TLS upstream.
+
+// chromium is Debian's headless browser; CI installs it (.ci/run).
+const chromium = "/usr/bin/chromium"
+
+func TestChromiumECH(t *testing.T) {
+	netnstest.Require(t, "nft", chromium)
+	h := newHarness(t, harnessOpts{})
+	tb := netnstest.New(t)
+	tb.Redirect("nftables", tproxyPort, h.tlsPort)
+	serveTransparentIn(t, h, tb.Gateway)
+	page := func(name string) string { return fmt.Sprintf("https://%s:%d/chromium", name, h.tlsPort) }
+	const loaded = "tls upstream: GET /chromium"
+
+	for _, tc := range []struct {
+		ech    ECHMode
+		name   string
+		loads  bool
+		reason string
+	}{
+		{ECHOuterSNI, "example.com", true, "rule"},
+		{ECHDeny, "example.com", false, "ech"},
+		{ECHOuterSNI, "denied.example", false, "no-rule"},
+		{ECHDeny, "denied.example", false, "ech"},
+	} {
+		t.Run(fmt.Sprintf("ech %s, %s", tc.ech, tc.name), func(t *testing.T) {
+			swapRules(h, func(r *Rules) { r.ECH = tc.ech })
+			start := len(parseLines(t, h.logBuf.String()))
+			dom := chromiumDumpDOM(t, tb.Client, tc.name, page(tc.name))
+			if got := strings.Contains(dom, loaded); got != tc.loads {
+				t.Errorf("page loaded: %v, want %v; DOM:\n%s", got, tc.loads, dom)
+			}
+			var lines []map[string]any
+			waitFor(t, "the browser's decision line", func() bool {
+				lines = linesWith(parseLines(t, h.logBuf.String())[start:], map[string]any{"msg": "decision", "host": tc.name})
+				return len(lines) > 0
+			})
+			for _, l := range lines { // the browser may try more than once
+				want := map[string]any{"decision": "deny", "reason": tc.reason, "method": "TLS", "sni": tc.name,
+					"listener": "transparent", "client": l["client"]}
+				if tc.loads {
+					want["decision"] = "allow"
+				}
+				if tc.ech == ECHOuterSNI {
+					want["ech"] = "outer-sni" // the hello offered ECH: Chromium's GREASE
+				}
+				wantFields(t, l, want)
+				t.Logf("decision: %v", l)
+				if !strings.HasPrefix(fmt.Sprint(l["client"]), tb.ClientAddr4+":") {
+					t.Errorf("client %v: want the client namespace's %s", l["client"], tb.ClientAddr4)
+				}
+			}
+		})
+	}
+}
+
+// chromiumDumpDOM loads url in headless Chromium inside namespace ns, with
+// name mapped to the gateway's remote address, and returns the DOM it
+// prints once the page has loaded (an error page when it did not).
+func chromiumDumpDOM(t *testing.T, ns, name, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	profile := t.TempDir()
+	args := []string{"netns", "exec", ns, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + profile, "--ignore-certificate-errors",
+		"--host-resolver-rules=MAP " + name + " " + netnstest.Remote4 + ", MAP * ~NOTFOUND",
+		"--dump-dom", url}
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd.Env = append(os.Environ(), "HOME="+profile)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	return stdout.String()
+}
