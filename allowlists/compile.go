@@ -69,7 +69,10 @@ func Compile(c *Catalog, s Settings) (*Policy, []string, error) {
 				nProxy++
 				id := ID{Product: name, Kind: KindProxy, N: nProxy}
 				r, inactiveVar, err := compileRule(name, f, spec, s.Vars)
-				entry := ProxyRuleEntry{Rule: r, Spec: spec, File: f.Name, Unset: inactiveVar, ID: id}
+				entry := ProxyRuleEntry{Rule: r, Spec: spec, Source: spec.Source, File: f.Name, Unset: inactiveVar, ID: id}
+				if entry.Source == "" {
+					entry.Source = f.Source
+				}
 				switch {
 				case err != nil:
 					errs = append(errs, err)

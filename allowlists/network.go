@@ -120,11 +120,13 @@ func (p *Policy) AllRules(product string) []ProxyRuleEntry { return p.allProxy[p
 // ProxyRuleEntry is one proxy rule as written in a product, compiled when
 // its variables allow.
 type ProxyRuleEntry struct {
-	Rule  *Rule // nil when inactive
-	Spec  ProxySpec
-	File  string
-	Unset string // the variable an inactive rule awaits
-	ID    ID
+	Rule *Rule // nil when inactive
+	Spec ProxySpec
+	// Source is the rule's seed document: its own `source:`, else its file's.
+	Source string
+	File   string
+	Unset  string // the variable an inactive rule awaits
+	ID     ID
 }
 
 // MatchesName reports whether the rule's host pattern matches the

@@ -259,7 +259,7 @@ func proxyEntry(pr allowlists.ProxyRuleEntry, o Options) Entry {
 		}
 		e.Pinned = pinned(r, o.Pins)
 	} else {
-		e.Source = pr.Spec.Source
+		e.Source = pr.Source
 		for _, port := range pr.Spec.Ports {
 			e.Ports = append(e.Ports, allowlists.PortRange{Lo: uint16(port), Hi: uint16(port)})
 		}

@@ -95,9 +95,7 @@ func jsonCheckRules(t *testing.T, where string, dir Direction, rules []jsonRule)
 			t.Errorf("%s: rule %d is %s, after %s%d: not in document order", where, i, r.ID, r.Kind, last[r.Kind])
 		}
 		last[r.Kind] = n
-		// The source of an inactive proxy rule that inherits its file's
-		// source is empty (Build gives it Spec.Source only).
-		if r.Purpose == "" || r.File == "" || r.Line == 0 || r.Source == "" && !(r.Kind == "proxy" && r.Unset != "") {
+		if r.Purpose == "" || r.File == "" || r.Line == 0 || r.Source == "" {
 			t.Errorf("%s: %s lacks provenance: %+v", where, r.ID, r)
 		}
 		dests := 0

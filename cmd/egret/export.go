@@ -26,7 +26,7 @@ func newExportCmd() *cobra.Command {
 	fs.StringArray("resolve", nil, "pin HOST to IP: the address goes into the sets of the rules that name HOST (repeatable)")
 	fs.StringArray("option", nil, "include the rows of a document's alternative rule set, e.g. basic (NetApp's open-all outbound rules; repeatable)")
 	fs.Bool("strict", false, "exit 1 when a rule cannot be expressed in the format")
-	fs.String("name", "egret", "nftables table, and prefix of iptables chains, ipsets and Squid ACLs")
+	fs.String("name", "egret", "nftables table, and prefix of iptables chains, Squid ACLs and the NetworkPolicy name")
 	fs.Int("egret-uid", 65532, "uid egret runs as: only it may use the proxy rules' ports (nftables, iptables)")
 	fs.String("segment", "", "gateway interface towards the guarded segment: forwarded traffic from it is egress (nftables, iptables)")
 	addPolicyFlags(fs)
