@@ -1,6 +1,7 @@
 #!/bin/sh
 # Redirect outgoing TCP 80/443 to egret's transparent listener with
-# iptables (nat table, IPv4 and IPv6), or take the redirect away again.
+# iptables (nat table, IPv4 and IPv6), and optionally DNS (UDP and TCP 53)
+# to egret's DNS door, or take the redirect away again.
 #
 # Everything lives in egret's own chains (EGRET_OUTPUT, EGRET_PREROUTING)
 # plus one jump rule into each from OUTPUT or PREROUTING. apply replaces
@@ -28,6 +29,9 @@ options:
                        segment this machine routes (nat PREROUTING)
                        (default: host)
   --port N             egret's transparent port (default: 3129)
+  --dns-port N         also redirect DNS (UDP and TCP port 53, whatever
+                       resolver it is sent to) to egret's DNS door on port N
+                       (egret serve --dns :N); default: DNS is left alone
   --uid UID            user egret runs as, by number or name; its own
                        connections are never redirected, so they cannot
                        loop (host mode; default: 65532)
@@ -43,6 +47,7 @@ options:
 examples:
   $prog --uid egret apply
   $prog --mode segment --interface eth1 apply
+  $prog --uid egret --dns-port 8053 apply
   $prog undo
 EOF
 }
@@ -54,6 +59,7 @@ die() {
 
 mode=host
 port=3129
+dns_port=
 uid=65532
 iface=
 ports=80,443
@@ -69,6 +75,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--mode) value "$1" $#; mode=$2; shift 2 ;;
 	--port) value "$1" $#; port=$2; shift 2 ;;
+	--dns-port) value "$1" $#; dns_port=$2; shift 2 ;;
 	--uid) value "$1" $#; uid=$2; shift 2 ;;
 	--interface) value "$1" $#; iface=$2; shift 2 ;;
 	--ports) value "$1" $#; ports=$2; shift 2 ;;
@@ -90,6 +97,9 @@ is_port() {
 case $mode in host | segment) ;; *) die "--mode $mode: want host or segment" ;; esac
 case $family in ipv4 | ipv6 | both) ;; *) die "--family $family: want ipv4, ipv6 or both" ;; esac
 is_port "$port" || die "--port $port: want a port number from 1 to 65535"
+if [ -n "$dns_port" ]; then
+	is_port "$dns_port" || die "--dns-port $dns_port: want a port number from 1 to 65535"
+fi
 
 # multiport wants A:B for ranges and takes at most 15 ports.
 mports=
@@ -145,7 +155,6 @@ chain_rules() {
 		chain=EGRET_OUTPUT
 		echo ":$chain - [0:0]"
 		echo "-A $chain -m owner --uid-owner $uid -j RETURN"
-		if [ "$fam" = 4 ]; then echo "-A $chain -d 127.0.0.0/8 -j RETURN"; else echo "-A $chain -d ::1/128 -j RETURN"; fi
 	else
 		chain=EGRET_PREROUTING
 		echo ":$chain - [0:0]"
@@ -156,17 +165,30 @@ chain_rules() {
 		*) [ "$fam" = 4 ] && echo "-A $chain -d $cidr -j RETURN" ;;
 		esac
 	done
+	# DNS before the loopback exception: a host resolver on 127.0.0.53
+	# (systemd-resolved) is redirected too.
+	if [ -n "$dns_port" ]; then
+		echo "-A $chain -p udp -m udp --dport 53 -j REDIRECT --to-ports $dns_port"
+		echo "-A $chain -p tcp -m tcp --dport 53 -j REDIRECT --to-ports $dns_port"
+	fi
+	if [ "$mode" = host ]; then
+		if [ "$fam" = 4 ]; then echo "-A $chain -d 127.0.0.0/8 -j RETURN"; else echo "-A $chain -d ::1/128 -j RETURN"; fi
+	fi
 	echo "-A $chain -p tcp -m multiport --dports $mports -j REDIRECT --to-ports $port"
 }
 
-# jump_rule prints the rule (without -A/-I/-D) that sends traffic into
-# egret's chain for the mode.
-jump_rule() {
-	if [ "$mode" = host ]; then
-		echo "OUTPUT -p tcp -m comment --comment egret -j EGRET_OUTPUT"
-	else
-		echo "PREROUTING -i $iface -p tcp -m comment --comment egret -j EGRET_PREROUTING"
-	fi
+# jump_rules prints the rules (without -A/-I/-D), one a line, that send
+# traffic into egret's chain for the mode: TCP, and UDP with --dns-port.
+jump_rules() {
+	protos=tcp
+	if [ -n "$dns_port" ]; then protos="tcp udp"; fi
+	for proto in $protos; do
+		if [ "$mode" = host ]; then
+			echo "OUTPUT -p $proto -m comment --comment egret -j EGRET_OUTPUT"
+		else
+			echo "PREROUTING -i $iface -p $proto -m comment --comment egret -j EGRET_PREROUTING"
+		fi
+	done
 }
 
 apply_family() {
@@ -176,16 +198,19 @@ apply_family() {
 		chain_rules "$fam"
 		echo "COMMIT"
 	} | restore "$fam"
-	# shellcheck disable=SC2046 # the rule is meant to split into words
-	if ! ipt "$fam" -t nat -C $(jump_rule) 2>/dev/null; then
-		# shellcheck disable=SC2046
-		ipt "$fam" -t nat -I $(jump_rule)
-	fi
-	# Only now drop what an earlier apply with another mode or interface
-	# left: the new redirect is in place first, so nothing slips past.
-	current="-A $(jump_rule)"
+	jump_rules | while read -r jump; do
+		# shellcheck disable=SC2086 # the rule is meant to split into words
+		if ! ipt "$fam" -t nat -C $jump 2>/dev/null; then
+			# shellcheck disable=SC2086
+			ipt "$fam" -t nat -I $jump
+		fi
+	done
+	# Only now drop what an earlier apply with another mode, interface or
+	# --dns-port left: the new redirect is in place first, so nothing
+	# slips past.
+	current=$(jump_rules | sed 's/^/-A /')
 	egret_jumps "$fam" | while read -r rule; do
-		if [ "$rule" != "$current" ]; then
+		if ! printf '%s\n' "$current" | grep -qxF -- "$rule"; then
 			# shellcheck disable=SC2086 # -S output splits into the rule's words
 			ipt "$fam" -t nat -D ${rule#-A }
 		fi

@@ -178,3 +178,64 @@ func none(l *net.TCPListener) bool {
 	}
 	return true
 }
+
+// listenUDP opens a UDP socket inside the namespace.
+func (n *netns) listenUDP(addr string) *net.UDPConn {
+	n.t.Helper()
+	var c net.PacketConn
+	var err error
+	n.inside(func() { c, err = net.ListenPacket("udp", addr) })
+	if err != nil {
+		n.t.Fatalf("listen udp %s in %s: %v", addr, n.name, err)
+	}
+	n.t.Cleanup(func() { c.Close() })
+	return c.(*net.UDPConn)
+}
+
+// sendUDP sends one datagram from inside the namespace as root.
+func (n *netns) sendUDP(addr string) {
+	n.t.Helper()
+	var err error
+	n.inside(func() {
+		var c net.Conn
+		if c, err = net.Dial("udp", addr); err == nil {
+			_, err = c.Write([]byte("query\n"))
+			c.Close()
+		}
+	})
+	if err != nil {
+		n.t.Fatalf("send udp %s in %s: %v", addr, n.name, err)
+	}
+}
+
+// sendUDPAs sends one datagram from inside the namespace as uid (and
+// gid), in a separate process, as dialAs connects.
+func (n *netns) sendUDPAs(uid int, host, port string) {
+	n.t.Helper()
+	script := fmt.Sprintf("echo query >/dev/udp/%s/%s", host, port)
+	n.run("setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups",
+		"bash", "-c", script)
+}
+
+// receives reports whether c gets a datagram within a few seconds.
+func receives(t *testing.T, c *net.UDPConn) bool {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 512)
+	_, _, err := c.ReadFrom(buf)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("read on %s: %v", c.LocalAddr(), err)
+	}
+	return true
+}
+
+// silent reports whether c has no datagram waiting.
+func silent(c *net.UDPConn) bool {
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 512)
+	_, _, err := c.ReadFrom(buf)
+	return err != nil
+}

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Redirect outgoing TCP 80/443 to egret's transparent listener with
-# nftables, or take the redirect away again.
+# nftables, and optionally DNS (UDP and TCP 53) to egret's DNS door, or
+# take the redirect away again.
 #
 # Everything lives in one table of egret's own, `inet egret` (IPv4 and
 # IPv6 together). apply replaces that table in one transaction, so running
@@ -28,6 +29,9 @@ options:
                        segment this machine routes (hook prerouting)
                        (default: host)
   --port N             egret's transparent port (default: 3129)
+  --dns-port N         also redirect DNS (UDP and TCP port 53, whatever
+                       resolver it is sent to) to egret's DNS door on port N
+                       (egret serve --dns :N); default: DNS is left alone
   --uid UID            user egret runs as, by number or name; its own
                        connections are never redirected, so they cannot
                        loop (host mode; default: 65532)
@@ -42,6 +46,7 @@ options:
 examples:
   $prog --uid egret apply
   $prog --mode segment --interface eth1 apply
+  $prog --uid egret --dns-port 8053 apply
   $prog undo
 EOF
 }
@@ -53,6 +58,7 @@ die() {
 
 mode=host
 port=3129
+dns_port=
 uid=65532
 iface=
 ports=80,443
@@ -68,6 +74,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--mode) value "$1" $#; mode=$2; shift 2 ;;
 	--port) value "$1" $#; port=$2; shift 2 ;;
+	--dns-port) value "$1" $#; dns_port=$2; shift 2 ;;
 	--uid) value "$1" $#; uid=$2; shift 2 ;;
 	--interface) value "$1" $#; iface=$2; shift 2 ;;
 	--ports) value "$1" $#; ports=$2; shift 2 ;;
@@ -88,6 +95,9 @@ is_port() {
 
 case $mode in host | segment) ;; *) die "--mode $mode: want host or segment" ;; esac
 is_port "$port" || die "--port $port: want a port number from 1 to 65535"
+if [ -n "$dns_port" ]; then
+	is_port "$dns_port" || die "--dns-port $dns_port: want a port number from 1 to 65535"
+fi
 
 case $family in
 ipv4) only="meta nfproto ipv4 " ;;
@@ -127,13 +137,11 @@ chain() {
 		echo "	chain output {"
 		echo "		type nat hook output priority -100; policy accept;"
 		echo "		meta skuid $uid return comment \"egret's own connections\""
-		echo "		ip daddr 127.0.0.0/8 return"
-		echo "		ip6 daddr ::1 return"
-		match="meta l4proto tcp"
+		iif=
 	else
 		echo "	chain prerouting {"
 		echo "		type nat hook prerouting priority dstnat; policy accept;"
-		match="iifname \"$iface\" meta l4proto tcp"
+		iif="iifname \"$iface\" "
 	fi
 	for cidr in $excludes; do
 		case $cidr in
@@ -141,7 +149,16 @@ chain() {
 		*) echo "		ip daddr $cidr return" ;;
 		esac
 	done
-	echo "		$only$match th dport { $set_ports } redirect to :$port"
+	# DNS before the loopback exception: a host resolver on 127.0.0.53
+	# (systemd-resolved) is redirected too.
+	if [ -n "$dns_port" ]; then
+		echo "		$only${iif}meta l4proto { tcp, udp } th dport 53 redirect to :$dns_port comment \"DNS to egret's DNS door\""
+	fi
+	if [ "$mode" = host ]; then
+		echo "		ip daddr 127.0.0.0/8 return"
+		echo "		ip6 daddr ::1 return"
+	fi
+	echo "		$only${iif}meta l4proto tcp th dport { $set_ports } redirect to :$port"
 	echo "	}"
 }
 

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"os/exec"
 	"slices"
 	"strings"
@@ -29,6 +30,10 @@ type backend struct {
 	// checkHost and checkSegment look for egret's rules in the namespace.
 	checkHost    func(t *testing.T, n *netns)
 	checkSegment func(t *testing.T, n *netns, iface string)
+	// checkDNS looks for the redirect of UDP and TCP 53 to port 8053 in
+	// the chain of egret's for the mode (host: output, segment:
+	// prerouting).
+	checkDNS func(t *testing.T, n *netns, mode string)
 }
 
 var iptablesBackend = backend{
@@ -68,6 +73,18 @@ var iptablesBackend = backend{
 			)
 		}
 	},
+	checkDNS: func(t *testing.T, n *netns, mode string) {
+		chain, jump := "EGRET_OUTPUT", "-A OUTPUT -p udp -m comment --comment egret -j EGRET_OUTPUT"
+		if mode == "segment" {
+			chain, jump = "EGRET_PREROUTING", "-A PREROUTING -i seg0 -p udp -m comment --comment egret -j EGRET_PREROUTING"
+		}
+		for _, save := range []string{"iptables-save", "ip6tables-save"} {
+			requireLines(t, save, n.run(save, "-t", "nat"), jump,
+				"-A "+chain+" -p udp -m udp --dport 53 -j REDIRECT --to-ports 8053",
+				"-A "+chain+" -p tcp -m tcp --dport 53 -j REDIRECT --to-ports 8053",
+			)
+		}
+	},
 }
 
 var nftablesBackend = backend{
@@ -100,9 +117,25 @@ var nftablesBackend = backend{
 		}
 		requireRedirect(t, n, nftRules(t, n, "prerouting"), iface)
 	},
+	checkDNS: func(t *testing.T, n *netns, mode string) {
+		chain := map[string]string{"host": "output", "segment": "prerouting"}[mode]
+		for _, r := range nftRules(t, n, chain) {
+			var to struct{ Port int }
+			raw, ok := r.Expr[len(r.Expr)-1]["redirect"]
+			if ok && json.Unmarshal(raw, &to) == nil && to.Port == 8053 &&
+				r.matches("meta", "l4proto", `{"set":["tcp","udp"]}`) && r.matches("payload", "dport", "53") {
+				return
+			}
+		}
+		t.Errorf("no rule redirects meta l4proto { tcp, udp } th dport 53 to :8053:\n%s", n.run("nft", "list", "table", "inet", "egret"))
+	},
 }
 
 func TestIptablesHostMode(t *testing.T)    { testHostMode(t, iptablesBackend) }
+func TestIptablesHostDNS(t *testing.T)     { testHostDNS(t, iptablesBackend) }
+func TestIptablesSegmentDNS(t *testing.T)  { testSegmentDNS(t, iptablesBackend) }
+func TestNftablesHostDNS(t *testing.T)     { testHostDNS(t, nftablesBackend) }
+func TestNftablesSegmentDNS(t *testing.T)  { testSegmentDNS(t, nftablesBackend) }
 func TestIptablesSegmentMode(t *testing.T) { testSegmentMode(t, iptablesBackend) }
 func TestNftablesHostMode(t *testing.T)    { testHostMode(t, nftablesBackend) }
 func TestNftablesSegmentMode(t *testing.T) { testSegmentMode(t, nftablesBackend) }
@@ -150,12 +183,113 @@ func testHostMode(t *testing.T, b backend) {
 	requireUndone(t, b, n, before)
 }
 
-// testSegmentMode makes a gateway namespace redirect 80/443 arriving from
-// a client namespace over a veth pair; the gateway's own traffic is left
-// alone.
-func testSegmentMode(t *testing.T, b backend) {
+// testHostDNS adds --dns-port 8053: root's DNS over UDP and TCP, to any
+// resolver (one on 127.0.0.53 like systemd-resolved's too), lands on
+// egret's DNS port; egret's own queries upstream (uid 65532) are not
+// redirected, so they cannot loop. Applying again without --dns-port
+// leaves exactly the plain redirect.
+func testHostDNS(t *testing.T, b backend) {
 	requireTools(t, b.tools...)
-	gw, client := newNetns(t), newNetns(t)
+	n := newNetns(t)
+	n.run("ip", "addr", "add", "192.0.2.1/32", "dev", "lo")
+	n.run("ip", "addr", "add", "2001:db8::1/128", "dev", "lo")
+	b.seed(n)
+	before := b.dump(n)
+	n.run(b.script, "apply")
+	plain := b.dump(n)
+
+	n.run(b.script, "--dns-port", "8053", "apply")
+	once := b.dump(n)
+	n.run(b.script, "--dns-port", "8053", "apply")
+	if twice := b.dump(n); twice != once {
+		t.Errorf("apply --dns-port twice differs from once:\n--- once\n%s--- twice\n%s", once, twice)
+	}
+	b.checkHost(t, n)
+	b.checkDNS(t, n, "host")
+
+	door, doorTCP := n.listenUDP("[::]:8053"), n.listen("[::]:8053")
+	real4, real4TCP := n.listenUDP("192.0.2.1:53"), n.listen("192.0.2.1:53")
+	real6 := n.listenUDP("[2001:db8::1]:53")
+	resolved := n.listenUDP("127.0.0.53:53")
+	for _, to := range []struct {
+		addr string
+		real *net.UDPConn
+	}{{"192.0.2.1:53", real4}, {"[2001:db8::1]:53", real6}, {"127.0.0.53:53", resolved}} {
+		n.sendUDP(to.addr)
+		if !receives(t, door) || !silent(to.real) {
+			t.Errorf("root's UDP query to %s was not redirected to :8053", to.addr)
+		}
+	}
+	n.dial("192.0.2.1:53")
+	if !accepts(t, doorTCP) || !none(real4TCP) {
+		t.Error("root's TCP query to 192.0.2.1:53 was not redirected to :8053")
+	}
+	n.sendUDPAs(egretUID, "192.0.2.1", "53")
+	if !receives(t, real4) || !silent(door) {
+		t.Error("egret's own UDP query (uid 65532) was redirected: it would loop")
+	}
+	n.sendUDPAs(egretUID, "2001:db8::1", "53")
+	if !receives(t, real6) || !silent(door) {
+		t.Error("egret's own UDP query (uid 65532) to [2001:db8::1]:53 was redirected: it would loop")
+	}
+	n.dialAs(egretUID, "192.0.2.1", "53")
+	if !accepts(t, real4TCP) || !none(doorTCP) {
+		t.Error("egret's own TCP query (uid 65532) was redirected: it would loop")
+	}
+
+	n.run(b.script, "apply")
+	if got := b.dump(n); got != plain {
+		t.Errorf("apply without --dns-port after one with it:\n%s\nwant the plain redirect:\n%s", got, plain)
+	}
+	n.sendUDP("192.0.2.1:53")
+	if !receives(t, real4) || !silent(door) {
+		t.Error("DNS still redirected after apply without --dns-port")
+	}
+	requireUndone(t, b, n, before)
+}
+
+// testSegmentDNS: with --dns-port, the gateway redirects DNS arriving
+// from the segment to its :8053; its own DNS is left alone.
+func testSegmentDNS(t *testing.T, b backend) {
+	requireTools(t, b.tools...)
+	gw, client := segment(t)
+	b.seed(gw)
+	before := b.dump(gw)
+	args := []string{b.script, "--mode", "segment", "--interface", "seg0", "--dns-port", "8053", "apply"}
+	gw.run(args...)
+	once := b.dump(gw)
+	gw.run(args...)
+	if twice := b.dump(gw); twice != once {
+		t.Errorf("apply twice differs from apply once:\n--- once\n%s--- twice\n%s", once, twice)
+	}
+	b.checkDNS(t, gw, "segment")
+
+	door, doorTCP := gw.listenUDP("[::]:8053"), gw.listen("[::]:8053")
+	real4, real6 := gw.listenUDP("198.51.100.7:53"), gw.listenUDP("[2001:db8:7::7]:53")
+	client.sendUDP("198.51.100.7:53")
+	if !receives(t, door) || !silent(real4) {
+		t.Error("the segment's UDP query to 198.51.100.7:53 was not redirected to the gateway's :8053")
+	}
+	client.sendUDP("[2001:db8:7::7]:53")
+	if !receives(t, door) || !silent(real6) {
+		t.Error("the segment's UDP query to [2001:db8:7::7]:53 was not redirected to the gateway's :8053")
+	}
+	client.dial("198.51.100.7:53")
+	if !accepts(t, doorTCP) {
+		t.Error("the segment's TCP query was not redirected to the gateway's :8053")
+	}
+	gw.sendUDP("198.51.100.7:53")
+	if !receives(t, real4) || !silent(door) {
+		t.Error("the gateway's own query was redirected; segment mode must only touch traffic from seg0")
+	}
+	requireUndone(t, b, gw, before)
+}
+
+// segment returns a gateway namespace and a client namespace routed
+// through it over seg0 (the gateway's end), with the remote addresses
+// 198.51.100.7 and 2001:db8:7::7 on the gateway's loopback.
+func segment(t *testing.T) (gw, client *netns) {
+	gw, client = newNetns(t), newNetns(t)
 	gw.run("ip", "link", "add", "seg0", "type", "veth", "peer", "name", "up0", "netns", client.name)
 	gw.run("ip", "addr", "add", "10.99.0.1/24", "dev", "seg0")
 	gw.run("ip", "addr", "add", "fd99::1/64", "dev", "seg0", "nodad")
@@ -167,6 +301,15 @@ func testSegmentMode(t *testing.T, b backend) {
 	client.run("ip", "link", "set", "up0", "up")
 	client.run("ip", "route", "add", "default", "via", "10.99.0.1")
 	client.run("ip", "-6", "route", "add", "default", "via", "fd99::1")
+	return gw, client
+}
+
+// testSegmentMode makes a gateway namespace redirect 80/443 arriving from
+// a client namespace over a veth pair; the gateway's own traffic is left
+// alone.
+func testSegmentMode(t *testing.T, b backend) {
+	requireTools(t, b.tools...)
+	gw, client := segment(t)
 	b.seed(gw)
 	before := b.dump(gw)
 
@@ -243,6 +386,8 @@ func TestScriptsRefuseBadOptions(t *testing.T) {
 		{"option without value", []string{"--port"}, "--port needs a value"},
 		{"port not a number", []string{"--port", "http", "apply"}, "--port http: want a port number"},
 		{"port out of range", []string{"--port", "70000", "apply"}, "--port 70000"},
+		{"dns port not a number", []string{"--dns-port", "dns", "apply"}, "--dns-port dns: want a port number"},
+		{"dns port without value", []string{"--dns-port"}, "--dns-port needs a value"},
 		{"bad port list", []string{"--ports", "80,x", "apply"}, "x is not a port or a range"},
 		{"backwards range", []string{"--ports", "90-80", "apply"}, "90-80 is not a port or a range"},
 		{"bad mode", []string{"--mode", "router", "apply"}, "--mode router: want host or segment"},
@@ -263,7 +408,7 @@ func TestScriptsRefuseBadOptions(t *testing.T) {
 				}
 			})
 		}
-		if out, err := exec.Command(script, "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--interface IF") {
+		if out, err := exec.Command(script, "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--interface IF") || !strings.Contains(string(out), "--dns-port N") {
 			t.Errorf("%s --help: %v\n%s", script, err, out)
 		}
 	}
