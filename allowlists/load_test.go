@@ -59,7 +59,7 @@ func TestEmbeddedAllowlists(t *testing.T) {
 	want := []string{
 		"azure-cassandra-mi", "dt-cloud-connector", "dt-cloud-connector-2g", "dt-cloud-connector-wildcard",
 		"netapp-cloud-manager-aws", "netapp-connector-aws", "netapp-connector-azure", "netapp-connector-gcp",
-		"netapp-connector-install", "netapp-connector-local-ui", "netapp-cvo-aws",
+		"netapp-connector-install", "netapp-connector-local-ui", "netapp-cvo-aws", "netapp-cvo-aws-ha-mediator",
 	}
 	for _, role := range []string{"ccm", "ccm-sa", "ccm-lb", "mgmtpostgres", "cco", "cco-lb", "amqp", "guac",
 		"monitor", "ext-script-executor", "bundle-store", "package-store", "docker-registry"} {

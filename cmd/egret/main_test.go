@@ -56,6 +56,12 @@ func TestCheck(t *testing.T) {
 			[]string{"reason:   no-rule"}},
 		{"extension directory", []string{"check", "--product", "netapp-connector-aws", "--allowlists", "testdata/extra", "artifacts.corp.example"}, 0,
 			[]string{"source:   site policy", "file:     testdata/extra/site.yaml:"}},
+		{"Cloud Volumes ONTAP reaches no internet", []string{"check", "--product", "netapp-cvo-aws", "example.org:443"}, 1,
+			[]string{"deny example.org:443", "reason:   no-rule"}},
+		{"HA mediator reaches AWS APIs by name", []string{"check", "--product", "netapp-cvo-aws-ha-mediator", "ec2.us-east-1.amazonaws.com:443"}, 0,
+			[]string{"allow ec2.us-east-1.amazonaws.com:443", "rule:     *.amazonaws.com:443", "file:     allowlists/netapp-cvo-aws-ha-mediator.yaml:", "interface VPC endpoint"}},
+		{"HA mediator reaches no other internet", []string{"check", "--product", "netapp-cvo-aws-ha-mediator", "example.org:443"}, 1,
+			[]string{"reason:   no-rule"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,8 +131,8 @@ func TestCheckReadsEnvironmentAndConfig(t *testing.T) {
 func TestProducts(t *testing.T) {
 	code, out, _ := egret(t, "products")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 25 {
-		t.Fatalf("exit %d, %d lines; want the header and 24 products:\n%s", code, len(lines), out)
+	if code != 0 || len(lines) != 26 {
+		t.Fatalf("exit %d, %d lines; want the header and 25 products:\n%s", code, len(lines), out)
 	}
 	row := regexp.MustCompile(`(?m)^dt-cloud-connector-wildcard +4 +5 +003_16dde71cfa18ae60.txt +Disruptive Technologies`)
 	if !row.MatchString(out) {
@@ -136,7 +142,7 @@ func TestProducts(t *testing.T) {
 
 func TestLint(t *testing.T) {
 	code, out, _ := egret(t, "lint")
-	if code != 0 || !strings.Contains(out, "24 files: 0 errors, 0 warnings") {
+	if code != 0 || !strings.Contains(out, "25 files: 0 errors, 0 warnings") {
 		t.Fatalf("lint of the embedded files: exit %d\n%s", code, out)
 	}
 	code, out, _ = egret(t, "lint", "testdata/broad.yaml")
