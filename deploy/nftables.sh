@@ -3,14 +3,15 @@
 # nftables, and optionally DNS (UDP and TCP 53) to egret's DNS door, or
 # take the redirect away again.
 #
-# Everything lives in one table of egret's own, `inet egret` (IPv4 and
-# IPv6 together). apply replaces that table in one transaction, so running
+# Everything lives in one table of egret's own, `inet egret_redirect`
+# (IPv4 and IPv6 together; `inet egret` is the filter table that
+# `egret export --format nftables` writes). apply replaces that table in one transaction, so running
 # it twice leaves one copy and no packet sees a half-built table; undo
 # deletes the table and touches nothing else.
 set -eu
 
 prog=${0##*/}
-table=egret
+table=egret_redirect
 
 usage() {
 	cat <<EOF

@@ -102,18 +102,18 @@ var nftablesBackend = backend{
 	checkHost: func(t *testing.T, n *netns) {
 		chain := nftChain(t, n, "output")
 		if chain.Type != "nat" || chain.Hook != "output" || chain.Prio != -100 {
-			t.Errorf("chain inet egret output: %+v, want a nat chain on hook output at priority -100", chain)
+			t.Errorf("chain inet egret_redirect output: %+v, want a nat chain on hook output at priority -100", chain)
 		}
 		rules := nftRules(t, n, "output")
 		if !slices.ContainsFunc(rules, func(r nftRule) bool { return r.matches("meta", "skuid", "65532") && r.has("return") }) {
-			t.Errorf("no rule returns egret's own connections (meta skuid %d return): %s", egretUID, n.run("nft", "list", "table", "inet", "egret"))
+			t.Errorf("no rule returns egret's own connections (meta skuid %d return): %s", egretUID, n.run("nft", "list", "table", "inet", "egret_redirect"))
 		}
 		requireRedirect(t, n, rules, "")
 	},
 	checkSegment: func(t *testing.T, n *netns, iface string) {
 		chain := nftChain(t, n, "prerouting")
 		if chain.Type != "nat" || chain.Hook != "prerouting" || chain.Prio != -100 {
-			t.Errorf("chain inet egret prerouting: %+v, want a nat chain on hook prerouting at priority -100", chain)
+			t.Errorf("chain inet egret_redirect prerouting: %+v, want a nat chain on hook prerouting at priority -100", chain)
 		}
 		requireRedirect(t, n, nftRules(t, n, "prerouting"), iface)
 	},
@@ -127,7 +127,7 @@ var nftablesBackend = backend{
 				return
 			}
 		}
-		t.Errorf("no rule redirects meta l4proto { tcp, udp } th dport 53 to :8053:\n%s", n.run("nft", "list", "table", "inet", "egret"))
+		t.Errorf("no rule redirects meta l4proto { tcp, udp } th dport 53 to :8053:\n%s", n.run("nft", "list", "table", "inet", "egret_redirect"))
 	},
 }
 
@@ -491,9 +491,9 @@ func compactJSON(raw json.RawMessage) string {
 func nftObjects(t *testing.T, n *netns) []nftObject {
 	t.Helper()
 	var doc struct{ Nftables []nftObject }
-	out := n.run("nft", "-j", "list", "table", "inet", "egret")
+	out := n.run("nft", "-j", "list", "table", "inet", "egret_redirect")
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("nft -j list table inet egret: %v\n%s", err, out)
+		t.Fatalf("nft -j list table inet egret_redirect: %v\n%s", err, out)
 	}
 	return doc.Nftables
 }
@@ -505,7 +505,7 @@ func nftChain(t *testing.T, n *netns, name string) nftChainInfo {
 			return *o.Chain
 		}
 	}
-	t.Fatalf("no chain %s in table inet egret", name)
+	t.Fatalf("no chain %s in table inet egret_redirect", name)
 	return nftChainInfo{}
 }
 
@@ -538,5 +538,5 @@ func requireRedirect(t *testing.T, n *netns, rules []nftRule, iface string) {
 		}
 		return
 	}
-	t.Errorf("no rule redirects tcp dport {80, 443} (iifname %q) to :3129:\n%s", iface, n.run("nft", "list", "table", "inet", "egret"))
+	t.Errorf("no rule redirects tcp dport {80, 443} (iifname %q) to :3129:\n%s", iface, n.run("nft", "list", "table", "inet", "egret_redirect"))
 }
