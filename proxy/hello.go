@@ -37,9 +37,10 @@ func readClientHello(c net.Conn, first []byte) (clientHello, error) {
 	rec := &recordingConn{Conn: c, buf: append(make([]byte, 0, 2048), first...), pending: len(first)}
 	var h clientHello
 	cfg := &tls.Config{
-		// Called only when the hello carries the ECH extension, before
-		// crypto/tls tries to decrypt it: the outer name is not the one the
-		// client is going to, so egret cannot decide on it.
+		// Called only when the hello carries the ECH extension (real or
+		// GREASE), before crypto/tls tries to decrypt it: the outer name
+		// may not be the one the client is going to. The listener denies
+		// it, or decides by that outer name (ECHOuterSNI).
 		GetEncryptedClientHelloKeys: func(chi *tls.ClientHelloInfo) ([]tls.EncryptedClientHelloKey, error) {
 			h.serverName, h.offersECH = chi.ServerName, true
 			return nil, errOffersECH
