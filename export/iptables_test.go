@@ -41,37 +41,6 @@ func restoreIn(t *testing.T, ns, input string, tool ...string) {
 	}
 }
 
-// everyVariableSet gives every variable of the embedded products a value:
-// an IPv4 address, an IPv6 range or a name in turn, label text where the
-// variable is used inside a label.
-func everyVariableSet(t *testing.T) map[string]string {
-	t.Helper()
-	vars := map[string]string{}
-	for i, name := range allVariables(compile(t, nil)) {
-		switch i % 3 {
-		case 0:
-			vars[name] = fmt.Sprintf("198.51.100.%d", i%250+1)
-		case 1:
-			vars[name] = fmt.Sprintf("2001:db8:%x::/48", i)
-		default:
-			vars[name] = fmt.Sprintf("dc%d.example.com", i)
-		}
-	}
-	cat, err := allowlists.LoadCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_, _, err := allowlists.Compile(cat, allowlists.Settings{Vars: vars})
-		m := labelVarRE.FindStringSubmatch(fmt.Sprint(err))
-		if m == nil {
-			break
-		}
-		vars[m[1]] = "label-" + m[1]
-	}
-	return vars
-}
-
 // skipReasonRE is what an iptables or ipset export may leave out: a rule
 // whose destination is an unset variable, or one whose set name ipset
 // cannot take.

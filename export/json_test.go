@@ -60,7 +60,7 @@ func jsonCatalogRows(p *allowlists.Policy, prod string, dir Direction) int {
 // of other formats included, in document order, each naming its product,
 // document, purpose, file and line.
 func TestJSONEveryProduct(t *testing.T) {
-	for vname, p := range map[string]*allowlists.Policy{"no variables": npPolicy(t, nil), "every variable": npPolicy(t, npEveryVariable(t))} {
+	for vname, p := range map[string]*allowlists.Policy{"no variables": compile(t, nil), "every variable": compile(t, everyVariableSet(t))} {
 		for _, prod := range p.Catalog().Names() {
 			for _, dir := range []Direction{Egress, Both, Ingress} {
 				where := fmt.Sprintf("%s, %s, %s", prod, dir, vname)
@@ -129,7 +129,7 @@ func jsonCheckRules(t *testing.T, where string, dir Direction, rules []jsonRule)
 // are found by what they say, and ID and LINE stand for their number and
 // line, so that the test holds while rows are added above them.
 func TestJSONKnownRules(t *testing.T) {
-	p := npPolicy(t, map[string]string{"ad_forest": "198.51.100.0/24"})
+	p := compile(t, map[string]string{"ad_forest": "198.51.100.0/24"})
 	pins := map[string][]netip.Addr{
 		"2.resinio.pool.ntp.org": {netip.MustParseAddr("192.0.2.7")},
 		"1.resinio.pool.ntp.org": {netip.MustParseAddr("2001:db8::7"), netip.MustParseAddr("192.0.2.7")},
@@ -179,7 +179,7 @@ func TestJSONKnownRules(t *testing.T) {
 
 // A row left out of the other formats is a rule that says why.
 func TestJSONOmittedRows(t *testing.T) {
-	p := npPolicy(t, nil)
+	p := compile(t, nil)
 	seen := 0
 	for _, prod := range p.Catalog().Names() {
 		rs, err := Build(p, []string{prod}, Options{Direction: Both})
@@ -245,7 +245,7 @@ func jsonN(id string) (n int) {
 // Several products are one document, each product's rows together, in
 // the order given; a purpose's "&" is not escaped.
 func TestJSONSeveralProducts(t *testing.T) {
-	p := npPolicy(t, nil)
+	p := compile(t, nil)
 	products := []string{"netapp-cvo-aws", "dt-cloud-connector"}
 	out, doc := jsonRender(t, p, products, Options{Direction: Both})
 	if !slices.Equal(doc.Products, products) {

@@ -19,49 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// npPolicy compiles the embedded allowlists with vars.
-func npPolicy(t *testing.T, vars map[string]string) *allowlists.Policy {
-	t.Helper()
-	cat, err := allowlists.LoadCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := allowlists.Compile(cat, allowlists.Settings{Vars: vars})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// npEveryVariable gives every variable of the embedded products a value,
-// in turn an IPv4 address, an IPv6 range and a name; label text where the
-// variable is used inside a label, where an address is refused.
-func npEveryVariable(t *testing.T) map[string]string {
-	t.Helper()
-	cat, err := allowlists.LoadCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, prod := range cat.Names() {
-		for name := range cat.Product(prod).Variables {
-			if !slices.Contains(names, name) {
-				names = append(names, name)
-			}
-		}
-	}
-	slices.Sort(names)
-	vars := map[string]string{}
-	for i, name := range names {
-		value := [...]string{fmt.Sprintf("198.51.100.%d", i%250+1), fmt.Sprintf("2001:db8:%x::/48", i), fmt.Sprintf("dc%d.example.com", i)}[i%3]
-		if _, _, err := allowlists.Compile(cat, allowlists.Settings{Vars: map[string]string{name: value}}); err != nil {
-			value = "label-" + strings.ReplaceAll(name, "_", "-")
-		}
-		vars[name] = value
-	}
-	return vars
-}
-
 // npRender writes the products' NetworkPolicy.
 func npRender(t *testing.T, p *allowlists.Policy, products []string, o Options) (*Ruleset, string, []Skip) {
 	t.Helper()
@@ -165,7 +122,7 @@ func npExpressible(e *Entry) bool {
 // or a comment naming the row, and the policy rules are exactly the rows
 // a NetworkPolicy can carry.
 func TestNetworkPolicyEveryProduct(t *testing.T) {
-	policies := map[string]*allowlists.Policy{"no variables": npPolicy(t, nil), "every variable": npPolicy(t, npEveryVariable(t))}
+	policies := map[string]*allowlists.Policy{"no variables": compile(t, nil), "every variable": compile(t, everyVariableSet(t))}
 	blocks := map[string]int{} // ipBlocks written, by variant and family
 	for vname, p := range policies {
 		for _, prod := range p.Catalog().Names() {
@@ -294,7 +251,7 @@ func npOmittedNetwork(rs *Ruleset) (n int) {
 // of that range on exactly the document's protocols and ports, in order.
 func TestNetworkPolicyKnownProduct(t *testing.T) {
 	const forest = "198.51.100.0/24"
-	p := npPolicy(t, map[string]string{"ad_forest": forest})
+	p := compile(t, map[string]string{"ad_forest": forest})
 	_, out, skips := npRender(t, p, []string{"netapp-cvo-aws"}, Options{Direction: Egress})
 	np := npDecode(t, "netapp-cvo-aws", out)
 
@@ -396,7 +353,7 @@ func TestNetworkPolicyRules(t *testing.T) {
 // The proxy rules are comments that say they go through egret, with the
 // rule to add for egret and for DNS; they are not skips.
 func TestNetworkPolicyProxyRules(t *testing.T) {
-	p := npPolicy(t, nil)
+	p := compile(t, nil)
 	rs, out, skips := npRender(t, p, []string{"dt-cloud-connector"}, Options{Direction: Egress})
 	for _, s := range skips {
 		if s.ID.Kind == allowlists.KindProxy {
@@ -434,7 +391,7 @@ func TestNetworkPolicyProxyRules(t *testing.T) {
 // policyTypes follows the direction; with no rule of a listed type the
 // list is empty, denying that way.
 func TestNetworkPolicyTypes(t *testing.T) {
-	p := npPolicy(t, nil)
+	p := compile(t, nil)
 	for _, c := range []struct {
 		dir  Direction
 		want []networkingv1.PolicyType

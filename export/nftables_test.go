@@ -3,7 +3,6 @@
 package export
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -19,34 +18,6 @@ import (
 	"github.com/egret-proxy/egret/internal/netnstest"
 )
 
-// compile builds the policy of the embedded allowlists with vars.
-func compile(t *testing.T, vars map[string]string) *allowlists.Policy {
-	t.Helper()
-	cat, err := allowlists.LoadCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := allowlists.Compile(cat, allowlists.Settings{Vars: vars})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func render(t *testing.T, write Writer, p *allowlists.Policy, products []string, o Options) (string, []Skip) {
-	t.Helper()
-	rs, err := Build(p, products, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	skips, err := write(&b, rs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String(), skips
-}
-
 // nftIn runs nft -f on ruleset inside namespace ns (check only with -c).
 func nftIn(t *testing.T, ns, ruleset string, args ...string) {
 	t.Helper()
@@ -55,14 +26,6 @@ func nftIn(t *testing.T, ns, ruleset string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nft %v: %v\n%s\n--- ruleset:\n%s", args, err, out, numbered(ruleset))
 	}
-}
-
-func numbered(s string) string {
-	var b strings.Builder
-	for i, l := range strings.Split(s, "\n") {
-		fmt.Fprintf(&b, "%4d %s\n", i+1, l)
-	}
-	return b.String()
 }
 
 // Every embedded product, in every shape an operator can ask for, is a
@@ -74,31 +37,8 @@ func TestNftablesEveryProductLoads(t *testing.T) {
 	netnstest.Run(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 
-	// Values for every variable any product declares: names for some, so
-	// that sets are declared and filled, addresses and ranges for others.
 	p0 := compile(t, nil)
-	vars := map[string]string{}
-	for i, name := range allVariables(p0) {
-		switch i % 3 {
-		case 0:
-			vars[name] = fmt.Sprintf("198.51.100.%d", i%250+1)
-		case 1:
-			vars[name] = fmt.Sprintf("2001:db8:%x::/48", i)
-		default:
-			vars[name] = fmt.Sprintf("host%d.example.net", i)
-		}
-	}
-	// A variable used inside a label takes label text, not an address.
-	cat, _ := allowlists.LoadCatalog()
-	for {
-		_, _, err := allowlists.Compile(cat, allowlists.Settings{Vars: vars})
-		m := labelVarRE.FindStringSubmatch(fmt.Sprint(err))
-		if m == nil {
-			break
-		}
-		vars[m[1]] = "label-" + m[1]
-	}
-	withVars := compile(t, vars)
+	withVars := compile(t, everyVariableSet(t))
 	for _, prod := range p0.Catalog().Names() {
 		for _, c := range []struct {
 			name string
@@ -123,22 +63,6 @@ func TestNftablesEveryProductLoads(t *testing.T) {
 	}
 }
 
-var labelVarRE = regexp.MustCompile(`variable ([a-z0-9_]+)="[^"]*" must be label text`)
-
-func allVariables(p *allowlists.Policy) []string {
-	seen := map[string]bool{}
-	var names []string
-	for _, prod := range p.Catalog().Names() {
-		for name := range p.Catalog().Product(prod).Variables {
-			if !seen[name] {
-				seen[name] = true
-				names = append(names, name)
-			}
-		}
-	}
-	return names
-}
-
 func pinsFor(t *testing.T, names ...string) map[string][]netip.Addr {
 	t.Helper()
 	pins := map[string][]netip.Addr{}
@@ -146,15 +70,6 @@ func pinsFor(t *testing.T, names ...string) map[string][]netip.Addr {
 		pins[n] = []netip.Addr{mustAddr(t, fmt.Sprintf("203.0.113.%d", i+1)), mustAddr(t, fmt.Sprintf("2001:db8:1::%d", i+1))}
 	}
 	return pins
-}
-
-func mustAddr(t *testing.T, s string) netip.Addr {
-	t.Helper()
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // A rule of each document, loaded into a real kernel: the documented row
