@@ -1,6 +1,9 @@
 package allowlists
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // Reason is why a destination was allowed or denied: the `reason` field of
 // the decision log and the X-Egret-Reason header.
@@ -22,6 +25,7 @@ const (
 	ReasonECH                          // a ClientHello offering Encrypted Client Hello
 	ReasonUpstreamTLS                  // the upstream certificate did not verify
 	ReasonDNSMismatch                  // the original address was no answer of egret's DNS for the name
+	ReasonQType                        // a DNS query of a type the DNS door never answers (TXT, NULL, ANY, …)
 )
 
 var reasonNames = [...]string{
@@ -39,6 +43,7 @@ var reasonNames = [...]string{
 	ReasonECH:            "ech",
 	ReasonUpstreamTLS:    "upstream-tls",
 	ReasonDNSMismatch:    "dns-mismatch",
+	ReasonQType:          "qtype",
 }
 
 func (r Reason) String() string {
@@ -133,6 +138,15 @@ func NameDest(host string) (Dest, error) {
 	}
 	d.Port = anyPort
 	return d, nil
+}
+
+// AddrDest returns a destination for an address on no particular port:
+// the question the DNS door asks of an address in an answer (does a cidr
+// rule name it?). It is an IP literal, so only cidr rules (and "*")
+// match it.
+func AddrDest(a netip.Addr) Dest {
+	a = a.Unmap()
+	return Dest{Host: a.String(), Port: anyPort, Addr: a, literal: true}
 }
 
 // DecideName reports whether id may reach the name in d on some port: by a

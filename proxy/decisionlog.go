@@ -110,8 +110,11 @@ type Event struct {
 	ECH      string // outer-sni: a ClientHello offering ECH decided by its outer name
 	Error    string // why a dial or forward failed (close lines)
 	Status   int    // HTTP status egret answered with, when it answered
-	start    time.Time
-	span     trace.Span // ended by record (denies) or finish
+	// Query is set on the decision lines of the DNS door, which have no
+	// port: what was asked and answered.
+	Query *DNSQuery
+	start time.Time
+	span  trace.Span // ended by record (denies) or finish
 }
 
 func (e *Event) attrs() []slog.Attr {
@@ -124,7 +127,11 @@ func (e *Event) attrs() []slog.Attr {
 		slog.Any("products", nonNil(e.Products)),
 		slog.String("method", e.Method),
 		slog.String("host", e.Host),
-		slog.Int("port", int(e.Port)),
+	}
+	if e.Query == nil {
+		a = append(a, slog.Int("port", int(e.Port)))
+	} else {
+		a = e.Query.attrs(a)
 	}
 	optional := []struct{ k, v string }{
 		{"path", e.Path}, {"rule", e.Rule}, {"source", e.Source}, {"reason", e.Reason},

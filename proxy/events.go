@@ -95,8 +95,12 @@ func decisionAttributes(ev *Event) []attribute.KeyValue {
 		attribute.StringSlice("products", ev.Products),
 		attribute.String("method", ev.Method),
 		attribute.String("host", ev.Host),
-		attribute.Int("port", int(ev.Port)),
 	)
+	if ev.Query == nil {
+		a = append(a, attribute.Int("port", int(ev.Port)))
+	} else {
+		a = ev.Query.spanAttributes(a)
+	}
 	optional := [...]struct{ k, v string }{
 		{"path", ev.Path}, {"rule", ev.Rule}, {"source", ev.Source}, {"reason", ev.Reason},
 		{"product", ev.Product}, {"paths", ev.Paths}, {"sni", ev.SNI}, {"ip", ev.IP},

@@ -85,8 +85,8 @@ type Client struct {
 	CheckPassword func(string) bool
 	Identity      allowlists.Identity
 	Mode          Mode
-	// Listener limits the client to one listener (ListenerExplicit or
-	// ListenerTransparent); "" is both.
+	// Listener limits the client to one listener (ListenerExplicit,
+	// ListenerTransparent or ListenerDNS); "" is every listener.
 	Listener string
 }
 
@@ -94,6 +94,7 @@ type Client struct {
 const (
 	ListenerExplicit    = "explicit"
 	ListenerTransparent = "transparent"
+	ListenerDNS         = "dns" // the DNS door (package dns)
 )
 
 // on reports whether the client may be identified on listener.
