@@ -35,9 +35,10 @@ type Client struct {
 	Products []string
 	// Mode is "enforce", "report", or "" to inherit the global mode.
 	Mode string
-	// Listener, when set ("explicit" or "transparent"), limits the client
-	// to connections arriving on that listener; a client with a listener
-	// and no sources or username is every client of that listener.
+	// Listener, when set ("explicit", "transparent" or "dns", the DNS
+	// door), limits the client to connections or queries arriving on that
+	// listener; a client with a listener and no sources or username is
+	// every client of that listener.
 	Listener string
 }
 
@@ -172,15 +173,15 @@ func (l *loader) client(m map[string]any, src source, p path) Client {
 		l.bad(src, p.with("name"), "%q: a name is letters, digits, '.', '_' and '-' (e.g. connector)", c.Name)
 	}
 	switch c.Listener {
-	case "", "explicit", "transparent":
+	case "", "explicit", "transparent", "dns":
 	default:
-		l.bad(src, p.with("listener"), "%q is not a listener (explicit or transparent)", c.Listener)
+		l.bad(src, p.with("listener"), "%q is not a listener (explicit, transparent or dns)", c.Listener)
 	}
 	if m["sources"] == nil && c.Username == "" && c.Listener == "" {
 		l.bad(src, p, "needs sources (CIDRs), a username, a listener, or a combination")
 	}
-	if c.Username != "" && c.Listener == "transparent" {
-		l.bad(src, p.with("username"), "clients of the transparent listener send no proxy credentials")
+	if c.Username != "" && (c.Listener == "transparent" || c.Listener == "dns") {
+		l.bad(src, p.with("username"), "clients of the %s listener send no proxy credentials", c.Listener)
 	}
 	if len(c.Products) == 0 {
 		l.bad(src, p.with("products"), "needs at least one product (e.g. products: [netapp-connector-aws])")

@@ -90,10 +90,26 @@ type Config struct {
 	// ECH is what the transparent listener does with a ClientHello that
 	// offers Encrypted Client Hello: "deny" (the default) or "outer-sni".
 	ECH string
+
+	// DNS is the DNS door's address (UDP and TCP); "" (the default) means
+	// no DNS door.
+	DNS string
+	// DNSUpstream is the resolver the door forwards allowed queries to,
+	// as ip:port; "" means the first nameserver of /etc/resolv.conf.
+	DNSUpstream string
+	// DNSMaxTTL caps the TTLs the door passes on (default 5m).
+	DNSMaxTTL time.Duration
+	// DNSDeny is the answer to a denied name: "refused" (the default) or
+	// "nxdomain".
+	DNSDeny string
+	// NftSets is the nftables table (family inet) whose sets the door
+	// fills with its answers; "" means none.
+	NftSets string
 }
 
 // RestartNeeded lists the keys whose change between old and new needs a
-// restart: the listener addresses (listen, transparent, admin).
+// restart: the listener addresses (listen, transparent, admin, dns) and
+// the nftables table the DNS door fills (nft_sets).
 func RestartNeeded(old, new *Config) []string {
 	if old == nil || new == nil {
 		return nil
@@ -107,6 +123,12 @@ func RestartNeeded(old, new *Config) []string {
 	}
 	if old.Admin != new.Admin {
 		keys = append(keys, "admin")
+	}
+	if old.DNS != new.DNS {
+		keys = append(keys, "dns")
+	}
+	if old.NftSets != new.NftSets {
+		keys = append(keys, "nft_sets")
 	}
 	return keys
 }
@@ -160,6 +182,11 @@ var keys = []keyDef{
 	{key: "upstream_ca", flag: "upstream-ca", kind: kString, def: "", help: "PEM file of CAs trusted for intercepted upstreams (default: system roots)"},
 	{key: "require_dns_match", flag: "require-dns-match", kind: kBool, def: "false", help: "deny a redirected connection to an address egret's DNS door did not answer for its name"},
 	{key: "ech", flag: "ech", kind: kString, def: "deny", help: "a ClientHello offering ECH on the transparent listener: deny, or outer-sni (decide by the outer name)"},
+	{key: "dns", flag: "dns", kind: kString, def: "", help: "address of the DNS door, UDP and TCP (host:port; none if empty)"},
+	{key: "dns_upstream", flag: "dns-upstream", kind: kString, def: "", help: "resolver the DNS door forwards allowed queries to, IP[:port] (default: first nameserver of /etc/resolv.conf)"},
+	{key: "dns_max_ttl", flag: "dns-max-ttl", kind: kDuration, def: "5m0s", help: "cap on the TTLs the DNS door passes on, and so on its set elements' timeouts"},
+	{key: "dns_deny", flag: "dns-deny", kind: kString, def: "refused", help: "DNS door's answer to a denied name: refused or nxdomain"},
+	{key: "nft_sets", flag: "nft-sets", kind: kString, def: "", help: "nftables table (inet) whose sets the DNS door fills with its answers (none if empty)"},
 	{key: "variables", kind: kVars},
 	{key: "deny", kind: kList},
 	{key: "clients", kind: kClients},

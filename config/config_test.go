@@ -72,6 +72,8 @@ func wantDefaults(file string) *Config {
 		MaxHeaderBytes:    64 << 10,
 		MaxConns:          10000,
 		ECH:               "deny",
+		DNSMaxTTL:         5 * time.Minute,
+		DNSDeny:           "refused",
 	}
 }
 
@@ -142,6 +144,8 @@ product: [file-product]
 decision_log: `+filepath.Join(dir, "file.log")+`
 require_dns_match: true
 ech: outer-sni
+dns: 127.0.0.1:5353
+dns_max_ttl: 1m
 `)
 	keys := []struct {
 		key                          string
@@ -164,6 +168,10 @@ ech: outer-sni
 			"false", []string{"--require-dns-match"}},
 		{"ech", func(c *Config) any { return c.ECH }, "deny", "outer-sni", "deny", "outer-sni",
 			"deny", []string{"--ech", "outer-sni"}},
+		{"dns", func(c *Config) any { return c.DNS }, "", "127.0.0.1:5353", ":53", "[::1]:53",
+			":53", []string{"--dns", "[::1]:53"}},
+		{"dns_max_ttl", func(c *Config) any { return c.DNSMaxTTL }, 5 * time.Minute, time.Minute, 30 * time.Second, 2 * time.Second,
+			"30s", []string{"--dns-max-ttl", "2s"}},
 	}
 	for _, k := range keys {
 		env := envName(k.key)
@@ -252,6 +260,11 @@ upstream_ca: /etc/egret/upstream.pem
 intercept_host: ["*.example.com"]
 require_dns_match: true
 ech: outer-sni
+dns: "[::]:53"
+dns_upstream: 10.0.0.2
+dns_max_ttl: 1m
+dns_deny: nxdomain
+nft_sets: egret
 `)
 	c := mustLoad(t, serveFlags(t, "--config", file))
 	want := &Config{
@@ -280,6 +293,7 @@ ech: outer-sni
 		InterceptCA: "/etc/egret/ca", UpstreamCA: "/etc/egret/upstream.pem",
 		InterceptHosts:  []string{"*.example.com"},
 		RequireDNSMatch: true, ECH: "outer-sni",
+		DNS: "[::]:53", DNSUpstream: "10.0.0.2:53", DNSMaxTTL: time.Minute, DNSDeny: "nxdomain", NftSets: "egret",
 	}
 	if c.UpstreamProxy == nil || c.UpstreamProxy.Host != "proxy.corp:8080" || c.UpstreamProxy.User.Username() != "user" {
 		t.Errorf("UpstreamProxy = %v", c.UpstreamProxy)
@@ -438,12 +452,13 @@ func TestRestartNeeded(t *testing.T) {
 	old := wantDefaults("")
 	same := wantDefaults("")
 	same.Mode, same.Products, same.MaxConns = "report", []string{"p"}, 5
+	same.DNSUpstream, same.DNSMaxTTL, same.DNSDeny = "10.0.0.2:53", time.Second, "nxdomain"
 	if got := RestartNeeded(old, same); got != nil {
 		t.Errorf("reloadable changes: RestartNeeded = %q", got)
 	}
 	moved := wantDefaults("")
-	moved.Listen, moved.Transparent, moved.Admin = ":1", ":2", ":3"
-	if got, want := RestartNeeded(old, moved), []string{"listen", "transparent", "admin"}; !slices.Equal(got, want) {
+	moved.Listen, moved.Transparent, moved.Admin, moved.DNS, moved.NftSets = ":1", ":2", ":3", ":53", "egret"
+	if got, want := RestartNeeded(old, moved), []string{"listen", "transparent", "admin", "dns", "nft_sets"}; !slices.Equal(got, want) {
 		t.Errorf("RestartNeeded = %q, want %q", got, want)
 	}
 	if got := RestartNeeded(nil, moved); got != nil {

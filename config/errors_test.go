@@ -62,6 +62,16 @@ func TestFileErrors(t *testing.T) {
 		{"upstream proxy path", "upstream_proxy: http://proxy:8080/x", `egret.yaml:1: upstream_proxy: "http://proxy:8080/x": write only http://[user:password@]host:port`},
 		{"upstream proxy not a URL", "upstream_proxy: \"http://u:s3cret@proxy:80%\"", `egret.yaml:1: upstream_proxy: "http://u:xxxxx@proxy:80%" is not a URL`},
 
+		// The DNS door.
+		{"dns not an address", "dns: fifty-three", `egret.yaml:1: dns: "fifty-three" is not host:port`},
+		{"dns upstream a name", "dns_upstream: resolver.corp", `egret.yaml:1: dns_upstream: "resolver.corp" is not an IP address with an optional port`},
+		{"dns upstream port zero", "dns_upstream: 10.0.0.2:0", `egret.yaml:1: dns_upstream: "10.0.0.2:0" is not an IP address`},
+		{"dns max ttl below a second", "dns_max_ttl: 500ms", `egret.yaml:1: dns_max_ttl: 500ms: must be at least 1s`},
+		{"dns max ttl zero", "dns_max_ttl: 0s", `egret.yaml:1: dns_max_ttl: "0s": must be more than zero`},
+		{"dns deny", "dns_deny: drop", `egret.yaml:1: dns_deny: "drop": want refused (the default) or nxdomain`},
+		{"nft sets bad name", "dns: :53\nnft_sets: \"inet egret\"", `egret.yaml:2: nft_sets: "inet egret" is not an nftables table name`},
+		{"nft sets without dns", "nft_sets: egret", `egret.yaml:1: nft_sets: "egret": the sets are filled by the DNS door; set dns too`},
+
 		// Clients.
 		{"client source not a CIDR", `# the example of the design
 listen: ":3128"
@@ -80,7 +90,8 @@ clients:
 		{"client named default", "clients:\n  - name: default\n    sources: [10.0.0.0/8]\n    products: [p]", `egret.yaml:2: clients[0].name: "default" is the identity of unmatched clients`},
 		{"client name with space", "clients:\n  - name: my app\n    sources: [10.0.0.0/8]\n    products: [p]", `egret.yaml:2: clients[0].name: "my app": a name is letters, digits`},
 		{"client without sources or username", "clients:\n  - name: c\n    products: [p]", `egret.yaml:2: clients[0]: needs sources (CIDRs), a username, a listener, or a combination`},
-		{"client listener", "clients:\n  - name: c\n    listener: socks\n    products: [p]", `egret.yaml:3: clients[0].listener: "socks" is not a listener (explicit or transparent)`},
+		{"client listener", "clients:\n  - name: c\n    listener: socks\n    products: [p]", `egret.yaml:3: clients[0].listener: "socks" is not a listener (explicit, transparent or dns)`},
+		{"client dns with username", "clients:\n  - name: c\n    listener: dns\n    username: u\n    password: x\n    products: [p]", `egret.yaml:4: clients[0].username: clients of the dns listener send no proxy credentials`},
 		{"client transparent with username", "clients:\n  - name: c\n    listener: transparent\n    username: u\n    password: x\n    products: [p]", `egret.yaml:4: clients[0].username: clients of the transparent listener send no proxy credentials`},
 		{"client without products", "clients:\n  - name: c\n    sources: [10.0.0.0/8]", `egret.yaml:2: clients[0].products: needs at least one product`},
 		{"client with empty products", "clients:\n  - name: c\n    sources: [10.0.0.0/8]\n    products: []", `egret.yaml:4: clients[0].products: needs at least one product`},
@@ -136,7 +147,7 @@ func TestAllErrorsByLine(t *testing.T) {
 		t.Fatalf("error %T %v is not an *Error", err, err)
 	}
 	// The unknown key stops decoding: its line comes alone.
-	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, allowlists, var, resolve, allow_range, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, variables, deny, clients, auth_optional, upstream_proxy)") {
+	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, allowlists, var, resolve, allow_range, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
 		t.Errorf("problems %q", p)
 	}
 	file = writeConfig(t, "max_conns: 0\nmode: x\nlisten: nope\n")

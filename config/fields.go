@@ -47,6 +47,7 @@ func (l *loader) decode() {
 	c.InterceptHosts = l.list(l.get("intercept_host"))
 	c.RequireDNSMatch = l.boolean(l.get("require_dns_match"))
 	c.ECH = l.ech()
+	l.dnsDoor(c)
 	l.cfg = c
 }
 
