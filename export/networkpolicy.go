@@ -7,9 +7,6 @@ import (
 	"strings"
 
 	"github.com/egret-proxy/egret/allowlists"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -106,11 +103,11 @@ func npCollect(rs *Ruleset) (npParts, []Skip, error) {
 func npPolicyTypes(d Direction) []string {
 	switch d {
 	case Ingress:
-		return []string{string(networkingv1.PolicyTypeIngress)}
+		return []string{"Ingress"}
 	case Both:
-		return []string{string(networkingv1.PolicyTypeEgress), string(networkingv1.PolicyTypeIngress)}
+		return []string{"Egress", "Ingress"}
 	}
-	return []string{string(networkingv1.PolicyTypeEgress)}
+	return []string{"Egress"}
 }
 
 // npKey starts the egress or ingress list; with no rules it is an empty
@@ -185,9 +182,9 @@ func npBlock(e *Entry) (block, skip string, err error) {
 		fmt.Fprintf(&b, "    # not expressed: %s\n", skip)
 		return b.String(), skip, nil
 	}
-	var rule any = networkingv1.NetworkPolicyEgressRule{To: peers, Ports: ports}
+	var rule any = npEgressRule{To: peers, Ports: ports}
 	if e.Direction == "ingress" {
-		rule = networkingv1.NetworkPolicyIngressRule{From: peers, Ports: ports}
+		rule = npIngressRule{From: peers, Ports: ports}
 	}
 	item, err := yamlItem(rule, "    ")
 	if err != nil {
@@ -199,16 +196,16 @@ func npBlock(e *Entry) (block, skip string, err error) {
 
 // npRule is the far end and ports of a network rule, or why a
 // NetworkPolicy cannot carry it.
-func npRule(e *Entry) ([]networkingv1.NetworkPolicyPeer, []networkingv1.NetworkPolicyPort, string) {
+func npRule(e *Entry) ([]npPeer, []npPort, string) {
 	if e.Unset != "" {
 		return nil, nil, fmt.Sprintf("destination ${%s} has no value; set it with --var %s=CIDR", e.Unset, e.Unset)
 	}
-	var proto corev1.Protocol
+	var proto string
 	switch e.Protocol {
 	case "tcp":
-		proto = corev1.ProtocolTCP
+		proto = "TCP"
 	case "udp":
-		proto = corev1.ProtocolUDP
+		proto = "UDP"
 	case "icmp":
 		return nil, nil, "NetworkPolicy has no ICMP (its protocols are TCP, UDP and SCTP)"
 	default:
@@ -224,23 +221,23 @@ func npRule(e *Entry) ([]networkingv1.NetworkPolicyPeer, []networkingv1.NetworkP
 		return nil, nil, fmt.Sprintf("NetworkPolicy has no names, only CIDRs (ipBlock): %s is a name or pattern; "+
 			"carry it with a DNS-aware filter (egret export --format nftables and the DNS door)", e.Host)
 	}
-	peers := make([]networkingv1.NetworkPolicyPeer, len(cidrs))
+	peers := make([]npPeer, len(cidrs))
 	for i, c := range cidrs {
-		peers[i] = networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: c.String()}}
+		peers[i] = npPeer{IPBlock: &npIPBlock{CIDR: c.String()}}
 	}
 	return peers, npPorts(proto, e.Ports), ""
 }
 
 // npPorts is one policy port per range, endPort for a range; no ports
 // means every port of the protocol.
-func npPorts(proto corev1.Protocol, ranges []allowlists.PortRange) []networkingv1.NetworkPolicyPort {
+func npPorts(proto string, ranges []allowlists.PortRange) []npPort {
 	if len(ranges) == 0 {
-		return []networkingv1.NetworkPolicyPort{{Protocol: &proto}}
+		return []npPort{{Protocol: proto}}
 	}
-	ports := make([]networkingv1.NetworkPolicyPort, len(ranges))
+	ports := make([]npPort, len(ranges))
 	for i, r := range ranges {
-		port := intstr.FromInt32(int32(r.Lo))
-		ports[i] = networkingv1.NetworkPolicyPort{Protocol: &proto, Port: &port}
+		port := int32(r.Lo)
+		ports[i] = npPort{Protocol: proto, Port: &port}
 		if r.Hi != r.Lo {
 			end := int32(r.Hi)
 			ports[i].EndPort = &end
@@ -248,6 +245,32 @@ func npPorts(proto corev1.Protocol, ranges []allowlists.PortRange) []networkingv
 	}
 	return ports
 }
+
+// The NetworkPolicy rule types, as the API writes them. They are the
+// fields of k8s.io/api/networking/v1 that egret fills, declared here so that
+// the binary does not link the Kubernetes API packages (10 MB) for five
+// structs; the tests decode every output strictly into the real types.
+type (
+	npEgressRule struct {
+		Ports []npPort `json:"ports,omitempty"`
+		To    []npPeer `json:"to,omitempty"`
+	}
+	npIngressRule struct {
+		Ports []npPort `json:"ports,omitempty"`
+		From  []npPeer `json:"from,omitempty"`
+	}
+	npPeer struct {
+		IPBlock *npIPBlock `json:"ipBlock,omitempty"`
+	}
+	npIPBlock struct {
+		CIDR string `json:"cidr"`
+	}
+	npPort struct {
+		Protocol string `json:"protocol,omitempty"`
+		Port     *int32 `json:"port,omitempty"`
+		EndPort  *int32 `json:"endPort,omitempty"`
+	}
+)
 
 // yamlItem marshals v as one item of a YAML block sequence at indent.
 func yamlItem(v any, indent string) (string, error) {

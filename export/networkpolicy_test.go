@@ -2,6 +2,7 @@ package export
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -291,6 +292,22 @@ func TestNetworkPolicyKnownProduct(t *testing.T) {
 }
 
 // npRuleString is a rule's ports as "TCP 88" or "UDP 1-65535".
+// asAPIPorts reads egret's port structs as the API's, through their JSON.
+func asAPIPorts(t *testing.T, ports []npPort) []networkingv1.NetworkPolicyPort {
+	t.Helper()
+	data, err := json.Marshal(ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var api []networkingv1.NetworkPolicyPort
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&api); err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
 func npRuleString(ports []networkingv1.NetworkPolicyPort) string {
 	var proto string
 	var s []string
@@ -343,8 +360,8 @@ func TestNetworkPolicyRules(t *testing.T) {
 			if !slices.Equal(cidrs, c.peers) {
 				t.Errorf("peers %q, want %q", cidrs, c.peers)
 			}
-			if reason == "" && npRuleString(ports) != c.ports {
-				t.Errorf("ports %q, want %q", npRuleString(ports), c.ports)
+			if reason == "" && npRuleString(asAPIPorts(t, ports)) != c.ports {
+				t.Errorf("ports %q, want %q", npRuleString(asAPIPorts(t, ports)), c.ports)
 			}
 		})
 	}
