@@ -49,10 +49,12 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		return &exitError{code: 2, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
 	}
 	lns := []net.Listener{ln}
+	var door *dnsDoor
 	closeAll := func() {
 		for _, l := range lns {
 			l.Close()
 		}
+		door.close()
 	}
 	var transparent []net.Listener
 	if cfg.Transparent != "" {
@@ -61,6 +63,13 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			return &exitError{code: 2, err: fmt.Errorf("transparent listen %s: %w", cfg.Transparent, err)}
 		}
 		lns = append(lns, transparent...)
+	}
+	if door, err = listenDNS(cfg); err != nil {
+		closeAll()
+		return &exitError{code: 2, err: err}
+	}
+	if door != nil {
+		lns = append(lns, door.ln) // its own address: never dialled, never an upstream
 	}
 	var adminLn net.Listener
 	if cfg.Admin != "" {
@@ -96,12 +105,19 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(term)
 
-	srv := proxy.NewServer(dlog, rules, proxy.WithTelemetry(tel))
+	srv := proxy.NewServer(dlog, rules, append(door.serverOptions(), proxy.WithTelemetry(tel))...)
 	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	if adminLn != nil {
 		go admin.Serve(adminLn)
 	}
-	served := make(chan error, 1+len(transparent))
+	served := make(chan error, 3+len(transparent))
+	if door != nil {
+		if err := door.start(cfg, srv, served, stderr); err != nil {
+			closeAll()
+			stopTelemetry(tel, stderr)
+			return &exitError{code: 2, err: err}
+		}
+	}
 	go func() { served <- srv.ServeExplicit(ln) }()
 	for _, l := range transparent {
 		go func() { served <- srv.ServeTransparent(l) }()
@@ -115,7 +131,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 
-	reload := func() { tel.CountReload(reloadRules(cmd, srv, &cfg, self, stderr)) }
+	reload := func() { tel.CountReload(reloadRules(cmd, srv, door, &cfg, self, stderr)) }
 	if cfg.File != "" {
 		go func() {
 			if err := config.Watch(ctx, cfg.File, hup, reload); err != nil && ctx.Err() == nil {
@@ -144,6 +160,9 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
+	if door != nil && door.door != nil {
+		door.door.Shutdown(sctx)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		fmt.Fprintf(stderr, "egret: grace period over; closed the remaining connections\n")
 	}
@@ -181,12 +200,14 @@ func stopTelemetry(tel *telemetry.Telemetry, stderr io.Writer) {
 // reloadRules loads the configuration afresh and swaps in the new rules.
 // A configuration that fails validation keeps the old policy; the error
 // says why.
-func reloadRules(cmd *cobra.Command, srv *proxy.Server, cur **config.Config, self []netip.AddrPort, stderr io.Writer) error {
+func reloadRules(cmd *cobra.Command, srv *proxy.Server, door *dnsDoor, cur **config.Config, self []netip.AddrPort, stderr io.Writer) error {
 	cfg, err := config.Load(cmd.Flags())
 	if err == nil {
 		var rules *proxy.Rules
 		if rules, err = buildRules(cfg, self, stderr); err == nil {
-			srv.SetRules(rules)
+			if err = door.reload(cfg, rules, stderr); err == nil {
+				srv.SetRules(rules)
+			}
 		}
 	}
 	if err != nil {
