@@ -179,4 +179,3 @@ func squidPathRegexps(paths []string) string {
 	}
 	return strings.Join(s, " ")
 }
-
