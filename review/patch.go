@@ -81,6 +81,9 @@ func (s Suggestion) rule() patchRule {
 	if len(s.Names) > 0 {
 		purpose += fmt.Sprintf(" (%d names: %s)", len(s.Names), strings.Join(s.Names, ", "))
 	}
+	if s.DNSOnly {
+		purpose += "; asked only in DNS, so port 443 is a guess"
+	}
 	return patchRule{Host: s.Host, CIDR: s.CIDR, Ports: s.Ports, Paths: s.Paths, Purpose: purpose, Source: PatchSource}
 }
 

@@ -46,7 +46,8 @@ type ProductReport struct {
 
 // Denied is one denied destination of a product.
 type Denied struct {
-	Host   string    `json:"host"`
+	Host string `json:"host"`
+	// Port is 0 for a name the DNS door refused: a query has no port.
 	Port   int       `json:"port"`
 	Path   string    `json:"path,omitempty"` // the denied path's first segment (reason path)
 	Reason string    `json:"reason"`
@@ -64,6 +65,9 @@ type Denied struct {
 
 // Target returns host:port, with the path when there is one.
 func (d Denied) Target() string {
+	if d.Port == 0 {
+		return d.Host + " (DNS)"
+	}
 	s := hostPort(d.Host, d.Port)
 	if d.Path != "" {
 		s += " " + d.Path
@@ -73,14 +77,17 @@ func (d Denied) Target() string {
 
 // Suggestion is a rule that would allow denied destinations.
 type Suggestion struct {
-	Host  string    `json:"host,omitempty"`
-	CIDR  string    `json:"cidr,omitempty"`
-	Ports []int     `json:"ports"`
-	Paths []string  `json:"paths,omitempty"`
-	Names []string  `json:"names,omitempty"` // the denied names a wildcard covers
-	Count int       `json:"count"`           // denies it would have allowed
-	First time.Time `json:"first"`
-	Last  time.Time `json:"last"`
+	Host  string   `json:"host,omitempty"`
+	CIDR  string   `json:"cidr,omitempty"`
+	Ports []int    `json:"ports"`
+	Paths []string `json:"paths,omitempty"`
+	Names []string `json:"names,omitempty"` // the denied names a wildcard covers
+	// DNSOnly is set when every deny it covers was a DNS query, which
+	// names no port: Ports is then the default, 443.
+	DNSOnly bool      `json:"dns_only,omitempty"`
+	Count   int       `json:"count"` // denies it would have allowed
+	First   time.Time `json:"first"`
+	Last    time.Time `json:"last"`
 }
 
 // Pattern returns the host pattern or the CIDR.
@@ -168,6 +175,16 @@ func fixable(reason string) bool {
 
 // allowedNow returns the rule of the current policy that allows d, or "".
 func allowedNow(p *allowlists.Policy, id allowlists.Identity, d Denied) string {
+	if d.Port == 0 { // a DNS query: any rule naming the host on some port allows it
+		dest, err := allowlists.NameDest(d.Host)
+		if err != nil {
+			return ""
+		}
+		if v := p.DecideName(id, dest); v.Allow && v.Rule != nil {
+			return v.Rule.String()
+		}
+		return ""
+	}
 	path := d.Path
 	if path == "/" {
 		path = ""

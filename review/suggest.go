@@ -14,6 +14,19 @@ import (
 // review suggests "*.parent" instead of each name (DESIGN §7).
 const minWildcardNames = 3
 
+// defaultPort is the port a suggestion gets for names only ever denied as
+// DNS queries (Denied.Port 0): a destination without a port is port 443
+// (DESIGN §3).
+const defaultPort = 443
+
+// portOf is d's port, the default one for a DNS query.
+func portOf(d Denied) int {
+	if d.Port == 0 {
+		return defaultPort
+	}
+	return d.Port
+}
+
 // suggest returns the rules that would allow the denied destinations, and
 // sets each one's Rule. IP literals get a single-address cidr rule; a path
 // deny gets its host with the path's first segment; names get an exact
@@ -47,6 +60,9 @@ func suggest(denied []Denied) []Suggestion {
 	out := make([]Suggestion, 0, len(order))
 	for _, k := range order {
 		m := merged[k]
+		if len(m.Ports) == 0 {
+			m.Ports, m.DNSOnly = []int{defaultPort}, true
+		}
 		slices.Sort(m.Ports)
 		slices.Sort(m.Names)
 		out = append(out, *m)
@@ -60,7 +76,7 @@ func suggest(denied []Denied) []Suggestion {
 // ruleFor returns the rule that would allow d, and whether there is one
 // that lints clean.
 func ruleFor(d Denied, wildcards map[parentPort]bool) (Suggestion, bool) {
-	dest, err := allowlists.NewDest(d.Host, d.Port, "")
+	dest, err := allowlists.NewDest(d.Host, portOf(d), "")
 	if err != nil {
 		return Suggestion{}, false
 	}
@@ -76,7 +92,7 @@ func ruleFor(d Denied, wildcards map[parentPort]bool) (Suggestion, bool) {
 		s := Suggestion{Host: dest.Host, Paths: []string{d.Path}}
 		return s, s.loads()
 	}
-	if parent, ok := parentOf(dest.Host); ok && wildcards[parentPort{parent, d.Port}] {
+	if parent, ok := parentOf(dest.Host); ok && wildcards[parentPort{parent, portOf(d)}] {
 		return Suggestion{Host: "*." + parent}, true
 	}
 	s := Suggestion{Host: dest.Host}
@@ -85,7 +101,7 @@ func ruleFor(d Denied, wildcards map[parentPort]bool) (Suggestion, bool) {
 
 // add counts d into the suggestion.
 func (s *Suggestion) add(d Denied) {
-	if !slices.Contains(s.Ports, d.Port) {
+	if d.Port != 0 && !slices.Contains(s.Ports, d.Port) {
 		s.Ports = append(s.Ports, d.Port)
 	}
 	if strings.HasPrefix(s.Host, "*.") && !slices.Contains(s.Names, d.Host) {
@@ -114,7 +130,7 @@ func wildcardParents(denied []Denied) map[parentPort]bool {
 		if d.Reason != "no-rule" || d.AllowedBy != "" {
 			continue
 		}
-		dest, err := allowlists.NewDest(d.Host, d.Port, "")
+		dest, err := allowlists.NewDest(d.Host, portOf(d), "")
 		if err != nil || dest.IsIP() {
 			continue
 		}
@@ -122,7 +138,7 @@ func wildcardParents(denied []Denied) map[parentPort]bool {
 		if !ok {
 			continue
 		}
-		k := parentPort{parent, d.Port}
+		k := parentPort{parent, portOf(d)}
 		if names[k] == nil {
 			names[k] = map[string]bool{}
 		}
