@@ -5,8 +5,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egret-proxy/egret/proxy"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
+
+var _ proxy.DNSAnswers = (*Answers)(nil)
 
 const (
 	// DefaultAnswerNames bounds how many names Answers remembers; the
