@@ -25,6 +25,7 @@ func FuzzLoad(f *testing.F) {
 		"read_header_timeout: -1s\nmax_header_bytes: 1KiB\n",
 		"clients: [{name: a, username: u, password: p, password_env: E, products: [p]}]\n",
 		"{{{",
+		"dns: \"127.0.0.1:53\"\ndns_upstream: \"[2001:db8::53]:5353\"\ndns_max_ttl: 1s\ndns_deny: nxdomain\nnft_sets: egret\n",
 	} {
 		f.Add([]byte(s))
 	}
