@@ -41,5 +41,8 @@ bench-review: ## egret review on generated 100k- and 1M-line logs: lines/s and p
 bench-peers: ## (root) egret vs Squid, tinyproxy, a bare relay and direct; writes docs/BENCHMARKS.md (BENCH_DURATION, BENCH_IDLE)
 	scripts/bench-peers.sh
 
+bench-dns: ## egret's DNS door vs dnsmasq (no cache, cache, logging) on loopback: queries/s, CPU/query (docs/BENCHMARKS.md)
+	scripts/bench-dns.sh
+
 lint: ## lint the embedded allowlists (or FILES="a.yaml dir/")
 	go run ./cmd/egret lint $(FILES)
