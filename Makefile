@@ -5,7 +5,7 @@ FUZZTIME ?= 20s
 BENCHTIME ?= 200ms
 SOAK_TUNNELS ?= 10000
 
-.PHONY: help build run test check fuzz soak bench bench-review bench-peers lint tidy-check
+.PHONY: help build run test check fuzz soak bench bench-review bench-peers bench-dns lint tidy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
