@@ -2,10 +2,17 @@ package export
 
 import (
 	"fmt"
+	"hash/fnv"
 	"io"
+	"net/netip"
 	"regexp"
 	"strings"
 )
+
+// squidACLNameMax is the longest ACL name Squid 5.7 can use: it defines
+// one of 63 characters, then finds no such ACL where a rule names it
+// ("ACL not found", FATAL); at 64 the acl line itself is FATAL.
+const squidACLNameMax = 62
 
 // WriteSquid writes the proxy rules as Squid `acl` and `http_access` lines,
 // for a Squid that proxies CONNECT and plain HTTP without SSL bumping
@@ -17,17 +24,23 @@ import (
 //
 //   - `*.example.com` is a dstdom_regex for one or more labels in front,
 //     never the apex (Squid's own `.example.com` matches the apex too);
-//     other patterns are regular expressions with egret's meaning;
+//     other patterns are regular expressions with egret's meaning, exact
+//     names are dstdomain;
 //   - names never match IP-literal requests (-n: no reverse lookups),
 //     as egret never matches a host rule by PTR;
 //   - each rule allows its own ports only;
 //   - a host whose rules have paths is allowed for CONNECT (the path is
 //     unknown, as egret logs "paths":"unenforced") and for plain HTTP only
-//     under a prefix, at a segment boundary.
+//     under a prefix, at a segment boundary, and never for a path that
+//     egret's cleaning would take elsewhere or refuses (see squidUnsafePath);
+//   - a cidr rule is dst, matched against the addresses Squid resolves
+//     for the name, as egret serve matches the address it resolved.
 //
-// Network rules are the packet filter's (nftables, iptables): each is a
-// comment here, not a skip. A proxy rule whose destination is an unset
-// variable is a comment and a skip.
+// Network rules are the packet filter's (nftables, iptables): a summary
+// and one comment each, and no Skip, since no proxy could carry them and
+// the packet-filter formats do. A proxy rule whose destination is an
+// unset variable, or whose range Squid cannot match as egret does, is a
+// comment and a Skip.
 func WriteSquid(w io.Writer, rs *Ruleset) ([]Skip, error) {
 	return writeSquid(w, rs, false)
 }
@@ -57,6 +70,11 @@ func writeSquid(w io.Writer, rs *Ruleset, bump bool) ([]Skip, error) {
 		ew.printf("#   https_port 3130 intercept ssl-bump name=%s_tls tls-cert=/etc/squid/bump.pem generate-host-certificates=off\n", n)
 	}
 	ew.printf("\nacl %s_connect method CONNECT\n", n)
+	if squidHasPaths(rs) {
+		ew.printf("# Paths that egret's cleaning would take out of a prefix (a .. segment), or that it refuses\n")
+		ew.printf("# (a backslash, a malformed escape): never allowed by a rule with paths.\n")
+		ew.printf("acl %s_path_unsafe urlpath_regex -i %s\n", n, strings.Join(squidUnsafePath, " "))
+	}
 
 	var skips []Skip
 	var splices []string
@@ -67,37 +85,15 @@ func writeSquid(w io.Writer, rs *Ruleset, bump bool) ([]Skip, error) {
 			network = append(network, e)
 			continue
 		}
-		id := squidID(n, e)
 		ew.printf("\n# %s\n", oneLine(e.Describe()))
-		if e.Unset != "" {
-			reason := fmt.Sprintf("destination ${%s} has no value; set it with --var %s=NAME", e.Unset, e.Unset)
-			ew.printf("# not expressed: %s\n", reason)
-			skips = append(skips, Skip{ID: e.ID, Reason: reason})
+		splice, skip := squidRule(ew, n, e, bump)
+		if skip != "" {
+			ew.printf("# not expressed: %s\n", skip)
+			skips = append(skips, Skip{ID: e.ID, Reason: skip})
 			continue
 		}
-		dst := ""
-		switch e.Kind() {
-		case "cidr":
-			ew.printf("acl %s dst %s\n", id, squidCIDR(e))
-			dst = " " + id
-		case "host":
-			if e.IsExactName() {
-				ew.printf("acl %s dstdomain -n %s\n", id, e.Host)
-			} else {
-				ew.printf("acl %s dstdom_regex -n -i %s\n", id, e.Regexp())
-			}
-			dst = " " + id
-		}
-		ew.printf("acl %s_port port %s\n", id, squidPorts(e))
-		if len(e.Paths) == 0 {
-			ew.printf("http_access allow%s %s_port\n", dst, id)
-		} else {
-			ew.printf("acl %s_path urlpath_regex %s\n", id, squidPathRegexps(e.Paths))
-			ew.printf("http_access allow %s_connect%s %s_port\n", n, dst, id)
-			ew.printf("http_access allow !%s_connect%s %s_port %s_path\n", n, dst, id, id)
-		}
-		if bump {
-			splices = append(splices, squidSplice(ew, e, id))
+		if splice != "" {
+			splices = append(splices, splice)
 		}
 	}
 	if bump {
@@ -111,7 +107,7 @@ func writeSquid(w io.Writer, rs *Ruleset, bump bool) ([]Skip, error) {
 		}
 		ew.printf("ssl_bump terminate all\n")
 	}
-	ew.printf("\nhttp_access deny all\n")
+	ew.printf("\n# Whatever no rule above allows.\nhttp_access deny all\n")
 	if len(network) > 0 {
 		ew.printf("\n# Network rules: for the packet filter (egret export --format nftables or iptables), not Squid:\n")
 		for _, e := range network {
@@ -122,6 +118,43 @@ func writeSquid(w io.Writer, rs *Ruleset, bump bool) ([]Skip, error) {
 		ew.err = rs.WriteOmitted(w, "#")
 	}
 	return skips, ew.err
+}
+
+// squidRule writes one proxy rule's ACLs and http_access lines and
+// returns its ssl_bump splice line (bump only), or why the rule has none.
+func squidRule(ew *errWriter, n string, e *Entry, bump bool) (splice, skip string) {
+	id := squidID(n, e)
+	dst := ""
+	switch e.Kind() {
+	case "unset":
+		return "", fmt.Sprintf("destination ${%s} has no value; set it with --var %s=NAME", e.Unset, e.Unset)
+	case "cidr":
+		ranges := squidCIDR(e.CIDR)
+		if len(ranges) == 0 {
+			return "", fmt.Sprintf("%s is IPv4-mapped IPv6: egret reads such an address as IPv4, so the range matches nothing it dials, and Squid would match IPv4 addresses with it", e.CIDR)
+		}
+		ew.printf("acl %s dst %s\n", id, strings.Join(ranges, " "))
+		dst = " " + id
+	case "host":
+		if e.IsExactName() {
+			ew.printf("acl %s dstdomain -n %s\n", id, e.Host)
+		} else {
+			ew.printf("acl %s dstdom_regex -n -i %s\n", id, e.Regexp())
+		}
+		dst = " " + id
+	}
+	ew.printf("acl %s_port port %s\n", id, squidPorts(e))
+	if len(e.Paths) == 0 {
+		ew.printf("http_access allow%s %s_port\n", dst, id)
+	} else {
+		ew.printf("acl %s_path urlpath_regex %s\n", id, squidPathRegexps(e.Paths))
+		ew.printf("http_access allow %s_connect%s %s_port\n", n, dst, id)
+		ew.printf("http_access allow !%s_connect%s %s_port %s_path !%s_path_unsafe\n", n, dst, id, id, n)
+	}
+	if bump {
+		splice = squidSplice(ew, e, id)
+	}
+	return splice, ""
 }
 
 // squidSplice declares the SNI ACL of a rule and returns its splice line.
@@ -142,23 +175,56 @@ func squidSplice(ew *errWriter, e *Entry, id string) string {
 	return fmt.Sprintf("ssl_bump splice %s_sni %s_port", id, id)
 }
 
-// squidCIDR writes a range for a dst ACL. Squid refuses 0.0.0.0/0 (it
-// wants "all", which would take IPv6 too): the whole of one family is
-// written as its two halves.
-func squidCIDR(e *Entry) string {
-	if e.CIDR.Bits() == 0 {
-		if e.CIDR.Addr().Is4() {
-			return "0.0.0.0/1 128.0.0.0/1"
-		}
-		return "::/1 8000::/1"
+// squidMappedV4 is where IPv6 holds IPv4 addresses (::ffff:a.b.c.d). Squid
+// keeps IPv4 addresses in this form, so a dst range over it matches IPv4
+// names too; egret unmaps, and an IPv6 range never matches IPv4.
+var squidMappedV4 = netip.MustParsePrefix("::ffff:0:0/96")
+
+// squidCIDR writes a range as dst ACL values, with egret's meaning. Squid
+// refuses 0.0.0.0/0 (it wants "all", which would take IPv6 too): the
+// whole of IPv4 is written as its two halves. An IPv6 range that holds
+// ::ffff:0:0/96 (::/0 does) is written without it; one inside it has no
+// values (nil).
+func squidCIDR(p netip.Prefix) []string {
+	p = p.Masked()
+	switch {
+	case p.Addr().Is4() && p.Bits() == 0:
+		return []string{"0.0.0.0/1", "128.0.0.0/1"}
+	case p.Addr().Is4():
+		return []string{p.String()}
+	case squidMappedV4.Contains(p.Addr()) && p.Bits() >= squidMappedV4.Bits():
+		return nil
+	case !p.Contains(squidMappedV4.Addr()):
+		return []string{p.String()}
 	}
-	return e.CIDR.String()
+	// p holds the mapped block: the siblings along the path from p down
+	// to ::ffff:0:0/96 cover p without it.
+	var out []string
+	m := squidMappedV4.Addr().As16()
+	for bit := p.Bits(); bit < squidMappedV4.Bits(); bit++ {
+		sib := m
+		sib[bit/8] ^= 0x80 >> (bit % 8)
+		out = append(out, netip.PrefixFrom(netip.AddrFrom16(sib), bit+1).Masked().String())
+	}
+	return out
 }
 
 // squidID is the ACL name of an entry: the prefix and the rule's ID, with
-// only the characters an ACL name may hold.
+// only the characters an ACL name may hold. With the longest suffix the
+// format adds ("_port", "_path"), it fits Squid's 62 characters: a
+// product name too long for that is cut and given a hash of the whole,
+// so that two products never share an ACL (Squid would merge them).
 func squidID(prefix string, e *Entry) string {
-	return prefix + "_" + strings.NewReplacer("-", "_", "/", "_").Replace(e.ID.String())
+	product := strings.NewReplacer("-", "_", "/", "_").Replace(e.ID.Product)
+	rule := fmt.Sprintf("_%c%d", e.ID.Kind, e.ID.N)
+	room := squidACLNameMax - len("_port") - len(prefix) - 1 - len(rule)
+	if len(product) > room {
+		h := fnv.New32a()
+		h.Write([]byte(e.ID.Product))
+		hash := fmt.Sprintf("_%08x", h.Sum32())
+		product = product[:max(room-len(hash), 0)] + hash
+	}
+	return prefix + "_" + product + rule
 }
 
 func squidPorts(e *Entry) string {
@@ -170,12 +236,55 @@ func squidPorts(e *Entry) string {
 }
 
 // squidPathRegexps matches each prefix at a segment boundary, as egret
-// does: /maven2 matches /maven2 and /maven2/x, not /maven2x. A query
-// string ends the path.
+// does: /maven2 matches /maven2 and /maven2/x, not /maven2x; a prefix
+// ending in '/' matches whatever follows it.
+//
+// Squid matches urlpath_regex against the path and query with escapes
+// decoded (it logs and forwards them raw): an escaped '?' looks like the
+// start of a query, so only '/' ends a prefix here, and a query right
+// after the prefix itself (/maven2?q), which egret allows, is refused.
 func squidPathRegexps(paths []string) string {
 	s := make([]string, len(paths))
 	for i, p := range paths {
-		s[i] = "^" + regexp.QuoteMeta(strings.TrimSuffix(p, "/")) + `([/?]|$)`
+		if strings.HasSuffix(p, "/") {
+			s[i] = "^" + regexp.QuoteMeta(p)
+		} else {
+			s[i] = "^" + regexp.QuoteMeta(p) + `(/|$)`
+		}
 	}
 	return strings.Join(s, " ")
+}
+
+// squidUnsafePath are the paths, as Squid matches them (escapes decoded,
+// query included, without case), that a rule with paths never allows,
+// where Squid's prefix match and egret's on the cleaned path
+// (allowlists.CleanPath) could part:
+//
+//   - a ".." segment, plain or escaped, which cleaning removes with the
+//     segment before it (anywhere: a decoded %3F cannot be told from a
+//     query);
+//   - a '\' (or %5C), which servers disagree about and egret refuses
+//     escaped;
+//   - a '%' not followed by two hex digits: a malformed escape, which
+//     egret refuses (an escaped one, "%25zz", is caught too, which egret
+//     allows).
+//
+// An escaped '/' (%2F), which egret refuses, reaches the ACLs as '/': it
+// is allowed when the decoded path lies under a prefix, so it cannot take
+// the request out of one. A "." segment cannot either, and an escaped
+// unreserved character at worst makes Squid refuse a path egret allows.
+var squidUnsafePath = []string{
+	`/\.\.([/?]|$)`,
+	`\\`,
+	`%([^0-9a-f]|.[^0-9a-f]|.?$)`,
+}
+
+// squidHasPaths reports whether a proxy rule to export has paths.
+func squidHasPaths(rs *Ruleset) bool {
+	for i := range rs.Entries {
+		if e := &rs.Entries[i]; e.Proxy && e.Unset == "" && len(e.Paths) > 0 {
+			return true
+		}
+	}
+	return false
 }
