@@ -1,14 +1,9 @@
 package proxy
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/egret-proxy/egret/internal/netnstest"
 )
@@ -23,11 +18,8 @@ import (
 // connection to 443 is redirected by a real nftables rule to egret, which
 // dials the harness's TLS upstream.
 
-// chromium is Debian's headless browser; CI installs it (.ci/run).
-const chromium = "/usr/bin/chromium"
-
 func TestChromiumECH(t *testing.T) {
-	netnstest.Require(t, "nft", chromium)
+	netnstest.Require(t, "nft", netnstest.Chromium)
 	h := newHarness(t, harnessOpts{})
 	tb := netnstest.New(t)
 	tb.Redirect("nftables", tproxyPort, h.tlsPort)
@@ -54,10 +46,10 @@ func TestChromiumECH(t *testing.T) {
 			waitFor(t, "the last browser's connections to end", func() bool { return h.srv.ActiveConns() == 0 })
 			swapRules(h, func(r *Rules) { r.ECH = tc.ech })
 			start := len(parseLines(t, h.logBuf.String()))
-			load := func() string { return chromiumDumpDOM(t, tb.Client, tc.name, page(tc.name)) }
+			load := func() string { return netnstest.ChromiumDOM(t, tb.Client, tc.name, page(tc.name)) }
 			var dom string
 			if tc.loads {
-				dom = chromiumDOM(t, load)
+				dom = netnstest.ChromiumRetry(t, load)
 			} else {
 				dom = load()
 			}
@@ -86,43 +78,4 @@ func TestChromiumECH(t *testing.T) {
 			}
 		})
 	}
-}
-
-// chromiumDumpDOM loads url in headless Chromium inside namespace ns, with
-// name mapped to the gateway's remote address, and returns the DOM it
-// prints once the page has loaded (an error page when it did not).
-func chromiumDumpDOM(t *testing.T, ns, name, url string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	profile := t.TempDir()
-	args := []string{"netns", "exec", ns, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + profile, "--ignore-certificate-errors",
-		"--host-resolver-rules=MAP " + name + " " + netnstest.Remote4 + ", MAP * ~NOTFOUND",
-		"--dump-dom", url}
-	cmd := exec.CommandContext(ctx, "ip", args...)
-	cmd.Env = append(os.Environ(), "HOME="+profile)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	return stdout.String()
-}
-
-// chromiumDOM runs load, for a page egret lets through, up to three
-// times while it prints no DOM: headless Chromium prints none for a page
-// it could not load, and on a busy machine (go test -race beside other
-// packages) it has now and then given up on a page whose every
-// connection egret allowed. Each try's decision lines are checked.
-func chromiumDOM(t *testing.T, load func() string) string {
-	t.Helper()
-	for range 2 {
-		if dom := load(); strings.TrimSpace(dom) != "" {
-			return dom
-		}
-		t.Log("chromium printed no DOM; running it again")
-	}
-	return load()
 }

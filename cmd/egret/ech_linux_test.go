@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/egret-proxy/egret/internal/netnstest"
 )
@@ -26,7 +22,7 @@ import (
 // resolves nothing (--host-resolver-rules); egret resolves example.com
 // with --resolve.
 func TestServeECHOuterSNIWithChromium(t *testing.T) {
-	netnstest.Require(t, "nft", chromium)
+	netnstest.Require(t, "nft", netnstest.Chromium)
 	bin := egretBinary(t)
 	tb := netnstest.New(t)
 	script, err := filepath.Abs(filepath.Join("..", "..", "deploy", "nftables.sh"))
@@ -66,10 +62,10 @@ func TestServeECHOuterSNIWithChromium(t *testing.T) {
 			s := &served{t: t, cmd: cmd, stdout: stdout, stderr: stderr}
 			s.waitFor(func() bool { return strings.Count(stderr.String(), "transparent listener on") == 2 }, "the transparent listeners")
 
-			load := func() string { return chromiumPage(t, tb.Client, "example.com", "https://example.com/ech") }
+			load := func() string { return netnstest.ChromiumDOM(t, tb.Client, "example.com", "https://example.com/ech") }
 			var dom string
 			if tc.loads {
-				dom = chromiumDOM(t, load)
+				dom = netnstest.ChromiumRetry(t, load)
 			} else {
 				dom = load()
 			}
@@ -90,9 +86,6 @@ func TestServeECHOuterSNIWithChromium(t *testing.T) {
 	}
 }
 
-// chromium is Debian's headless browser; CI installs it (.ci/run).
-const chromium = "/usr/bin/chromium"
-
 // upstream443In serves HTTPS on 127.0.0.1:443 inside namespace ns and
 // returns the text of its page.
 func upstream443In(t *testing.T, ns string) string {
@@ -110,40 +103,4 @@ func upstream443In(t *testing.T, ns string) string {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return page
-}
-
-// chromiumPage loads url in headless Chromium inside namespace ns, with
-// name mapped to the gateway's remote address and every other name to
-// NOTFOUND, and returns the DOM it prints.
-func chromiumPage(t *testing.T, ns, name, url string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	profile := t.TempDir()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
-		"--disable-sync", "--user-data-dir="+profile, "--ignore-certificate-errors",
-		"--host-resolver-rules=MAP "+name+" "+netnstest.Remote4+", MAP * ~NOTFOUND", "--dump-dom", url)
-	cmd.Env = append(os.Environ(), "HOME="+profile)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	return stdout.String()
-}
-
-// chromiumDOM runs load, for a page egret lets through, up to three
-// times while it prints no DOM: headless Chromium prints none for a page
-// it could not load, and on a busy machine it has now and then given up
-// on a page whose every connection egret allowed.
-func chromiumDOM(t *testing.T, load func() string) string {
-	t.Helper()
-	for range 2 {
-		if dom := load(); strings.TrimSpace(dom) != "" {
-			return dom
-		}
-		t.Log("chromium printed no DOM; running it again")
-	}
-	return load()
 }
