@@ -69,7 +69,7 @@ func Compile(c *Catalog, s Settings) (*Policy, []string, error) {
 				nProxy++
 				id := ID{Product: name, Kind: KindProxy, N: nProxy}
 				r, inactiveVar, err := compileRule(name, f, spec, s.Vars)
-				entry := ProxyRuleEntry{Rule: r, Spec: spec, Source: spec.Source, File: f.Name, Unset: inactiveVar, ID: id}
+				entry := ProxyRuleEntry{Rule: r, Spec: spec, Ports: spec.ports(), Source: spec.Source, File: f.Name, Unset: inactiveVar, ID: id}
 				if entry.Source == "" {
 					entry.Source = f.Source
 				}
@@ -124,13 +124,7 @@ func compileRule(product string, f *File, spec ProxySpec, vars map[string]string
 	if r.Source == "" {
 		r.Source = f.Source
 	}
-	r.Ports = []uint16{443}
-	if len(spec.Ports) > 0 {
-		r.Ports = make([]uint16, len(spec.Ports))
-		for i, port := range spec.Ports {
-			r.Ports[i] = uint16(port)
-		}
-	}
+	r.Ports = spec.ports()
 	fail := func(format string, args ...any) (*Rule, string, error) {
 		return nil, "", &FileError{File: f.Name, Line: spec.Line, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -163,6 +157,18 @@ func compileRule(product string, f *File, spec ProxySpec, vars map[string]string
 	}
 	r.Host = shown
 	return r, "", nil
+}
+
+// ports are the rule's ports as written, 443 when it gives none.
+func (spec ProxySpec) ports() []uint16 {
+	if len(spec.Ports) == 0 {
+		return []uint16{443}
+	}
+	ports := make([]uint16, len(spec.Ports))
+	for i, port := range spec.Ports {
+		ports[i] = uint16(port)
+	}
+	return ports
 }
 
 // setTarget makes r a cidr rule for an address or CIDR, or a host rule for

@@ -122,6 +122,8 @@ func (p *Policy) AllRules(product string) []ProxyRuleEntry { return p.allProxy[p
 type ProxyRuleEntry struct {
 	Rule *Rule // nil when inactive
 	Spec ProxySpec
+	// Ports are the rule's ports (443 when it gives none), inactive or not.
+	Ports []uint16
 	// Source is the rule's seed document: its own `source:`, else its file's.
 	Source string
 	File   string

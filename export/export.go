@@ -250,22 +250,14 @@ func proxyEntry(pr allowlists.ProxyRuleEntry, o Options) Entry {
 	e := Entry{
 		ID: pr.ID, Product: pr.ID.Product, Purpose: pr.Spec.Purpose, File: pr.File, Line: pr.Spec.Line,
 		Proxy: true, Protocol: "tcp", Direction: "egress", Paths: pr.Spec.Paths, Broad: pr.Spec.Broad,
-		Unset: pr.Unset,
+		Unset: pr.Unset, Source: pr.Source,
+	}
+	for _, port := range pr.Ports {
+		e.Ports = append(e.Ports, allowlists.PortRange{Lo: port, Hi: port})
 	}
 	if r := pr.Rule; r != nil {
-		e.Source, e.Host, e.CIDR, e.rule = r.Source, r.Host, r.CIDR, r
-		for _, port := range r.Ports {
-			e.Ports = append(e.Ports, allowlists.PortRange{Lo: port, Hi: port})
-		}
+		e.Host, e.CIDR, e.rule = r.Host, r.CIDR, r
 		e.Pinned = pinned(r, o.Pins)
-	} else {
-		e.Source = pr.Source
-		for _, port := range pr.Spec.Ports {
-			e.Ports = append(e.Ports, allowlists.PortRange{Lo: uint16(port), Hi: uint16(port)})
-		}
-		if len(e.Ports) == 0 {
-			e.Ports = []allowlists.PortRange{{Lo: 443, Hi: 443}}
-		}
 	}
 	return e
 }
