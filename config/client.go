@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/egret-proxy/egret/internal/username"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -129,14 +130,15 @@ func (l *loader) clients() []Client {
 		if first, dup := names[c.Name]; dup && c.Name != "" {
 			l.bad(src, ep.with("name"), "%q is also the name of clients[%d] (names must differ)", c.Name, first)
 		}
-		if first, dup := users[c.Username]; dup && c.Username != "" {
-			l.bad(src, ep.with("username"), "%q is also the username of clients[%d] (usernames must differ)", c.Username, first)
+		user := username.Key(c.Username) // domain\user and domain%92user are one user
+		if first, dup := users[user]; dup && c.Username != "" {
+			l.bad(src, ep.with("username"), "%q is also the username of clients[%d] (usernames must differ; domain\\user and domain%%92user are the same user)", c.Username, first)
 		}
 		if _, dup := names[c.Name]; !dup {
 			names[c.Name] = i
 		}
-		if _, dup := users[c.Username]; !dup {
-			users[c.Username] = i
+		if _, dup := users[user]; !dup {
+			users[user] = i
 		}
 		out = append(out, c)
 	}

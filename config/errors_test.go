@@ -104,6 +104,7 @@ clients:
 		{"client bad bcrypt", "clients:\n  - name: c\n    username: u\n    password_bcrypt: \"$2a$10$tooshort\"\n    products: [p]", `egret.yaml:4: clients[0].password_bcrypt: not a bcrypt hash`},
 		{"client names differ", client + "  - name: c\n    sources: [10.1.0.0/16]\n    products: [p]", `egret.yaml:5: clients[1].name: "c" is also the name of clients[0] (names must differ)`},
 		{"client usernames differ", "clients:\n  - name: a\n    username: u\n    password: x\n    products: [p]\n  - name: b\n    username: u\n    password: y\n    products: [p]", `egret.yaml:7: clients[1].username: "u" is also the username of clients[0]`},
+		{"domain user forms are one user", "clients:\n  - name: a\n    username: 'corp\\svc'\n    password: x\n    products: [p]\n  - name: b\n    username: corp%92svc\n    password: y\n    products: [p]", `egret.yaml:7: clients[1].username: "corp%92svc" is also the username of clients[0]`},
 		{"clients not a list", "clients: everyone", `egret.yaml:1: clients: want a list of clients`},
 		{"client not a mapping", "clients:\n  - connector", `egret.yaml:2: clients[0]: want a mapping`},
 

@@ -145,7 +145,7 @@ func TestAuthMore(t *testing.T) {
 					t.Fatalf("status %d, want %d (%q)", resp.StatusCode, want, body)
 				}
 				if want == 407 {
-					if got := resp.Header.Get("Proxy-Authenticate"); got != `Basic realm="egret"` {
+					if got := resp.Header.Get("Proxy-Authenticate"); got != `Basic realm="egret", charset="UTF-8"` {
 						t.Errorf("Proxy-Authenticate %q", got)
 					}
 					if got := resp.Header.Get("X-Egret-Reason"); got != "auth" {

@@ -91,7 +91,7 @@ func (s *Server) handleExplicit(c net.Conn, hr *headerReader, req *http.Request)
 		}
 		keep := req.Body == http.NoBody && !req.Close
 		writeStatus(c, http.StatusProxyAuthRequired, ev.Reason, "egret: proxy authentication required\n", !keep,
-			"Proxy-Authenticate", `Basic realm="egret"`)
+			"Proxy-Authenticate", proxyChallenge)
 		return keep
 	}
 	ev.Identity, ev.Products, ev.Mode = cl.Name, cl.Identity.Products, cl.Mode

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/egret-proxy/egret/allowlists"
+	"github.com/egret-proxy/egret/internal/username"
 )
 
 // Rules is everything a configuration reload may change. The server holds
@@ -110,10 +112,11 @@ func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 		if !ok {
 			return nil
 		}
+		user = fromLatin1(username.Key(user))
 		for i := range r.Clients {
 			c := &r.Clients[i]
-			if c.Username != "" && c.Username == user && c.on(ListenerExplicit) &&
-				c.CheckPassword != nil && c.CheckPassword(pass) {
+			if c.Username != "" && username.Key(c.Username) == user && c.on(ListenerExplicit) &&
+				c.CheckPassword != nil && (c.CheckPassword(pass) || !utf8.ValidString(pass) && c.CheckPassword(fromLatin1(pass))) {
 				return c
 			}
 		}
@@ -172,6 +175,27 @@ func (r *Rules) hasUsernames() bool {
 		}
 	}
 	return false
+}
+
+// proxyChallenge is the 407's Proxy-Authenticate. The charset parameter
+// (RFC 7617) asks clients to encode credentials as UTF-8, as the
+// configuration holds them; Java's HttpClient, for one, encodes them as
+// ISO-8859-1 without it.
+const proxyChallenge = `Basic realm="egret", charset="UTF-8"`
+
+// fromLatin1 reads s as ISO-8859-1 when it is not valid UTF-8: what a client
+// that ignores the challenge's charset sends (RFC 7617 leaves the default
+// encoding open, and Java and older browsers use ISO-8859-1). Valid UTF-8 is
+// returned as it is.
+func fromLatin1(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]rune, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		b = append(b, rune(s[i])) // ISO-8859-1 is the first 256 code points
+	}
+	return string(b)
 }
 
 // parseBasic decodes a Basic Proxy-Authorization value.
