@@ -26,6 +26,7 @@ const (
 	ReasonUpstreamTLS                  // the upstream certificate did not verify
 	ReasonDNSMismatch                  // the original address was no answer of egret's DNS for the name
 	ReasonQType                        // a DNS query of a type the DNS door never answers (TXT, NULL, ANY, …)
+	ReasonBadRequest                   // a request egret cannot read (400, 408 or 431 before anything is decided)
 )
 
 var reasonNames = [...]string{
@@ -44,6 +45,7 @@ var reasonNames = [...]string{
 	ReasonUpstreamTLS:    "upstream-tls",
 	ReasonDNSMismatch:    "dns-mismatch",
 	ReasonQType:          "qtype",
+	ReasonBadRequest:     "bad-request",
 }
 
 func (r Reason) String() string {

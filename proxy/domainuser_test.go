@@ -197,4 +197,3 @@ func TestJavaHttpClient(t *testing.T) {
 	waitLines(t, h.logBuf, map[string]any{"decision": "allow", "identity": "connector", "method": "GET", "path": "/java-plain"})
 	waitLines(t, h.logBuf, map[string]any{"decision": "deny", "reason": "no-rule", "identity": "connector", "host": "denied.example"})
 }
-

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/egret-proxy/egret/allowlists"
@@ -22,7 +23,7 @@ import (
 func (s *Server) serveExplicitConn(c net.Conn) {
 	hr := newHeaderReader(c, s.limits().MaxHeaderBytes)
 	defer hr.release()
-	s.serveRequests(c, hr.br, s.limits, func(req *http.Request) bool { return s.handleExplicit(c, hr, req) })
+	s.serveRequests(c, hr.br, ListenerExplicit, s.limits, func(req *http.Request) bool { return s.handleExplicit(c, hr, req) })
 }
 
 // limits returns the limits in force (a reload may change them).
@@ -31,9 +32,10 @@ func (s *Server) limits() Limits { return s.rules.Load().Limits }
 // serveRequests reads requests from br one after another, the first
 // within the read-header timeout and each next one within the idle
 // timeout, and hands each to handle until handle says the connection is
-// done. A request egret cannot read is answered (refuseUnreadable) and
-// ends the connection. limits is asked again after every request.
-func (s *Server) serveRequests(c net.Conn, br *bufio.Reader, limits func() Limits, handle func(*http.Request) bool) {
+// done. A request egret cannot read is answered and logged
+// (refuseUnreadable) and ends the connection. limits is asked again after
+// every request.
+func (s *Server) serveRequests(c net.Conn, br *bufio.Reader, listener string, limits func() Limits, handle func(*http.Request) bool) {
 	lim := limits()
 	for first := true; ; first = false {
 		if !first { // keep-alive: wait for the next request at most the idle timeout
@@ -45,7 +47,7 @@ func (s *Server) serveRequests(c net.Conn, br *bufio.Reader, limits func() Limit
 		c.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
 		req, err := readRequest(br, lim.MaxHeaderBytes)
 		if err != nil {
-			s.refuseUnreadable(c, err)
+			s.refuseUnreadable(c, listener, err)
 			return
 		}
 		c.SetReadDeadline(noDeadline)
@@ -56,19 +58,25 @@ func (s *Server) serveRequests(c net.Conn, br *bufio.Reader, limits func() Limit
 	}
 }
 
-// refuseUnreadable answers a request egret cannot read with 400 (431 when
-// its header is too large); a client that just went away gets nothing.
-func (s *Server) refuseUnreadable(c net.Conn, err error) {
+// refuseUnreadable answers a request egret cannot read with 400 (408 when
+// it did not arrive in time, 431 when its header is too large) and logs
+// the refusal with reason bad-request; a client that just went away gets
+// nothing. Nothing is known of the request, so the line has no host.
+func (s *Server) refuseUnreadable(c net.Conn, listener string, err error) {
+	status, why := http.StatusBadRequest, "malformed request: "+sanitize(err.Error())
 	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
 		return
 	case isTimeout(err):
-		writeStatus(c, http.StatusRequestTimeout, "", "egret: request header not received in time\n", true)
+		status, why = http.StatusRequestTimeout, "request header not received in time"
 	case errors.Is(err, errHeaderTooLarge):
-		writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, "", "egret: request header too large\n", true)
-	default:
-		writeStatus(c, http.StatusBadRequest, "", "egret: malformed request: "+sanitize(err.Error())+"\n", true)
+		status, why = http.StatusRequestHeaderFieldsTooLarge, "request header too large"
 	}
+	ev := s.begin(listener, c, "")
+	ev.Decision, ev.Reason, ev.Mode, ev.Status = "deny", allowlists.ReasonBadRequest.String(), ModeEnforce, status
+	ev.Error = why
+	s.record(ev) // refused either way; a log that cannot be written changes nothing here
+	writeStatus(c, status, "", "egret: "+why+"\n", true)
 }
 
 // handleExplicit decides one request and serves or refuses it. It reports

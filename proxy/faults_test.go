@@ -357,7 +357,7 @@ func TestResolvedOnce(t *testing.T) {
 }
 
 // TestHeaderLimitBothListeners: a request header over MaxHeaderBytes gets
-// 431 on either listener, and nothing is decided.
+// 431 on either listener, and nothing is decided: the refusal is logged.
 func TestHeaderLimitBothListeners(t *testing.T) {
 	h := newHarness(t, harnessOpts{mutate: func(r *Rules) { r.Limits.MaxHeaderBytes = 1024 }})
 	dial := h.transparent()
@@ -369,8 +369,12 @@ func TestHeaderLimitBothListeners(t *testing.T) {
 			t.Errorf("%s: %d, want 431", name, resp.StatusCode)
 		}
 	}
-	if got := h.logBuf.String(); got != "" {
-		t.Errorf("decision log: %s", got)
+	// Nothing is decided; each refusal is one bad-request line.
+	for _, listener := range []string{"explicit", "transparent"} {
+		waitLines(t, h.logBuf, map[string]any{"listener": listener, "decision": "deny", "reason": "bad-request", "status": 431, "host": ""})
+	}
+	if n := len(parseLines(t, h.logBuf.String())); n != 2 {
+		t.Errorf("%d log lines, want 2:\n%s", n, h.logBuf.String())
 	}
 }
 

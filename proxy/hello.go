@@ -19,6 +19,20 @@ var (
 	errOffersECH     = errors.New("ClientHello offers Encrypted Client Hello")
 )
 
+// helloHeadLen is the TLS record header (5 bytes) and the handshake
+// message type that follows it: enough to tell a ClientHello from noise
+// that happens to start with 0x16.
+const helloHeadLen = 6
+
+// startsClientHello reports whether head (helloHeadLen bytes) opens a
+// ClientHello: a handshake record of TLS 1.0-1.3's record versions
+// (0x0300-0x0304; hellos use 0x0301 or 0x0303), a length a record may
+// have, and the message type client_hello (1).
+func startsClientHello(head []byte) bool {
+	n := int(head[3])<<8 | int(head[4])
+	return head[0] == 0x16 && head[1] == 3 && head[2] <= 4 && n >= 4 && n <= 16384+2048 && head[5] == 1
+}
+
 // clientHello is what egret takes from a ClientHello: the name it asks
 // for, and the bytes it arrived in, to be replayed upstream untouched.
 type clientHello struct {

@@ -171,7 +171,7 @@ func (t *innerTunnel) defaultPort() int {
 func (s *Server) serveInner(c net.Conn, t *innerTunnel) {
 	br := bufio.NewReaderSize(c, t.r.Limits.MaxHeaderBytes)
 	limits := func() Limits { return t.r.Limits } // the tunnel keeps the rules it opened with
-	s.serveRequests(c, br, limits, func(req *http.Request) bool { return s.handleInner(c, t, req) })
+	s.serveRequests(c, br, t.ev.Listener, limits, func(req *http.Request) bool { return s.handleInner(c, t, req) })
 }
 
 // handleInner decides one request inside an intercepted tunnel and serves

@@ -183,14 +183,16 @@ func TestSlowClient(t *testing.T) {
 					t.Errorf("status %d", resp.StatusCode)
 				}
 			}
-			// The slow client decided nothing: only the fast request is logged.
-			h.lines(2) // wait for the fast request's two lines
+			// The slow client decided nothing: besides the fast request's two
+			// lines, its refusal is one bad-request line.
+			lines := h.lines(3)
 			time.Sleep(50 * time.Millisecond)
-			lines := parseLines(t, h.logBuf.String())
-			if len(lines) != 2 {
-				t.Fatalf("log lines %d, want 2:\n%s", len(lines), h.logBuf.String())
+			if lines = parseLines(t, h.logBuf.String()); len(lines) != 3 {
+				t.Fatalf("log lines %d, want 3:\n%s", len(lines), h.logBuf.String())
 			}
 			wantFields(t, lines[0], map[string]any{"msg": "decision", "path": "/fast"})
+			wantFields(t, lines[2], map[string]any{"msg": "decision", "decision": "deny", "reason": "bad-request", "status": 408,
+				"error": "request header not received in time", "host": "", "port": 0})
 		})
 	}
 }

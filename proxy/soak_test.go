@@ -129,8 +129,9 @@ func TestSoak(t *testing.T) {
 	if endFD > baseFD+slack {
 		t.Errorf("open fds: %d after the tunnels closed, baseline %d", endFD, baseFD)
 	}
-	// Two lines (decision, close) per tunnel, warm-up and fresh included.
-	waitUntil(t, deadline, "every close line", func() bool { return lines.n.Load() == int64(2*(tunnels+2)) })
+	// Two lines (decision, close) per tunnel, warm-up and fresh included,
+	// and one bad-request line per slowloris client cut.
+	waitUntil(t, deadline, "every close line", func() bool { return lines.n.Load() == int64(2*(tunnels+2)+slowClients) })
 }
 
 // raiseFileLimit makes sure the process may open n files.

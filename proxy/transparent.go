@@ -98,7 +98,19 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 	}
 	switch {
 	case first[0] == 0x16: // TLS handshake record
-		s.serveTransparentTLS(c, r, cl, orig, first[:], event)
+		head := make([]byte, helloHeadLen)
+		head[0] = first[0]
+		if _, err := io.ReadFull(c, head[1:]); err != nil {
+			if isTimeout(err) {
+				s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
+			}
+			return
+		}
+		if !startsClientHello(head) { // noise that began with 0x16: refuse it now, not at the timeout
+			s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
+			return
+		}
+		s.serveTransparentTLS(c, r, cl, orig, head, event)
 	case first[0] >= 'A' && first[0] <= 'Z':
 		c.SetReadDeadline(noDeadline)
 		s.serveTransparentHTTP(c, orig, first[:])
@@ -197,7 +209,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, r *Rules, cl *Client, orig neti
 func (s *Server) serveTransparentHTTP(c net.Conn, orig netip.AddrPort, first []byte) {
 	hr := newHeaderReader(io.MultiReader(bytes.NewReader(first), c), s.limits().MaxHeaderBytes)
 	defer hr.release()
-	s.serveRequests(c, hr.br, s.limits, func(req *http.Request) bool {
+	s.serveRequests(c, hr.br, ListenerTransparent, s.limits, func(req *http.Request) bool {
 		r := s.rules.Load() // a reload may have changed the client's identity
 		return s.handleTransparentHTTP(c, r, r.identifyTransparent(addrOf(c.RemoteAddr())), orig, req)
 	})
