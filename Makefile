@@ -35,7 +35,7 @@ soak: ## 10,000 concurrent tunnels through one egret, reloads and slowloris unde
 bench: ## Go benchmarks of the hot paths (benchstat-ready output in bench.txt)
 	go test ./... -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 6 | tee bench.txt
 
-bench-review: ## egret review on generated 100k- and 1M-line logs: lines/s and peak memory (docs/BENCHMARKS.md)
+bench-review: ## egret review and egret diff on generated 100k- and 1M-line logs: lines/s and peak memory (docs/BENCHMARKS.md)
 	scripts/bench-review.sh
 
 bench-peers: ## (root) egret vs Squid, tinyproxy, a bare relay and direct; writes docs/BENCHMARKS.md (BENCH_DURATION, BENCH_IDLE)

@@ -21,7 +21,17 @@ var gzipMagic = []byte{0x1f, 0x8b}
 // name), into the aggregator. name is used in messages about malformed
 // lines. Malformed lines are counted, not errors; an error is a read or
 // decompression failure.
-func (a *Aggregator) Read(name string, r io.Reader) error {
+func (a *Aggregator) Read(name string, r io.Reader) error { return readLog(name, r, a) }
+
+// lineSink takes the lines of a log: the aggregator of a review, the
+// differ of a diff.
+type lineSink interface {
+	addLine(name string, lineNo int, line []byte)
+	malformed(name string, lineNo int, why string)
+}
+
+// readLog streams one log, plain or gzip, into s line by line.
+func readLog(name string, r io.Reader, s lineSink) error {
 	br := bufio.NewReaderSize(r, maxLine)
 	if magic, _ := br.Peek(len(gzipMagic)); bytes.Equal(magic, gzipMagic) {
 		zr, err := gzip.NewReader(br)
@@ -30,9 +40,9 @@ func (a *Aggregator) Read(name string, r io.Reader) error {
 		}
 		inflated := inflateAhead(zr)
 		defer inflated.Close() // ends the goroutine if reading stops early
-		return a.readLines(name, bufio.NewReaderSize(inflated, maxLine))
+		return readLines(name, bufio.NewReaderSize(inflated, maxLine), s)
 	}
-	return a.readLines(name, br)
+	return readLines(name, br, s)
 }
 
 // inflateAhead decompresses in its own goroutine, so that inflating the
@@ -48,7 +58,7 @@ func inflateAhead(zr *gzip.Reader) *io.PipeReader {
 	return pr
 }
 
-func (a *Aggregator) readLines(name string, br *bufio.Reader) error {
+func readLines(name string, br *bufio.Reader, a lineSink) error {
 	for lineNo := 1; ; lineNo++ {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {

@@ -13,6 +13,7 @@ type record struct {
 	time     time.Time
 	msg      []byte
 	decision []byte
+	identity []byte
 	products [][]byte
 	host     []byte
 	port     int
@@ -61,6 +62,8 @@ func (lp *lineParser) parse(line []byte) (*record, error) {
 			r.decision, _ = v.StringBytes()
 		case "host":
 			r.host, _ = v.StringBytes()
+		case "identity":
+			r.identity, _ = v.StringBytes()
 		case "port":
 			if r.port, err = v.Int(); err != nil || r.port < 0 || r.port > 65535 {
 				fieldErr = errBadPort

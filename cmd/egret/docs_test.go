@@ -48,10 +48,44 @@ func anchors(t *testing.T, file string) map[string]bool {
 		t.Fatal(err)
 	}
 	out := map[string]bool{}
-	for _, m := range heading.FindAllStringSubmatch(string(text), -1) {
+	for _, m := range heading.FindAllStringSubmatch(withoutCode(string(text)), -1) {
 		out[slug(m[1])] = true
 	}
 	return out
+}
+
+// withoutCode drops fenced code blocks, whose '#' lines are comments.
+func withoutCode(text string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if strings.HasPrefix(line, "```") {
+			in = !in
+			continue
+		}
+		if !in {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// TestDocsHeadingsAreUnique: a heading twice in one file is a section lost
+// in a move (and GitHub gives the second anchor a -1).
+func TestDocsHeadingsAreUnique(t *testing.T) {
+	for _, doc := range documents(t) {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, m := range heading.FindAllStringSubmatch(withoutCode(string(text)), -1) {
+			if seen[m[0]] {
+				t.Errorf("%s: heading %q appears twice", doc, m[0])
+			}
+			seen[m[0]] = true
+		}
+	}
 }
 
 func TestDocsLinksResolve(t *testing.T) {
@@ -141,7 +175,7 @@ func TestReadmeCommands(t *testing.T) {
 	ran := 0
 	for _, m := range readmeCommand.FindAllStringSubmatch(string(readme), -1) {
 		args, comment := strings.Fields(m[1]), m[2]
-		if args[0] == "review" { // reads a log the reader has; review_test.go covers it
+		if args[0] == "review" || args[0] == "diff" { // read a log the reader has; review_test.go and diff_test.go cover them
 			continue
 		}
 		code, out, errOut := egret(t, args...)

@@ -65,6 +65,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", "", "configuration file (YAML)")
-	root.AddCommand(newServeCmd(), newCheckCmd(), newProductsCmd(), newLintCmd(), newReviewCmd(), newCertsCmd(), newExportCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newProductsCmd(), newLintCmd(), newReviewCmd(), newDiffCmd(), newCertsCmd(), newExportCmd())
 	return root
 }

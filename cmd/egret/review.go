@@ -119,8 +119,13 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	return time.Time{}, usageError("%s %q: give an RFC 3339 time (2026-11-21T09:00:00Z), a date (2026-11-21) or a duration before now (24h)", flag, s)
 }
 
+// logReader takes a decision log: a review's aggregator or a diff's differ.
+type logReader interface {
+	Read(name string, r io.Reader) error
+}
+
 // readLog streams one log ("-" is standard input) into agg.
-func readLog(agg *review.Aggregator, name string, stdin io.Reader) error {
+func readLog(agg logReader, name string, stdin io.Reader) error {
 	if name == "-" {
 		return wrapReadError(agg.Read("standard input", stdin))
 	}
