@@ -52,6 +52,9 @@ type Config struct {
 	// AllowRanges are private ranges let through the private-address guard
 	// (key `allow_range`).
 	AllowRanges []netip.Prefix
+	// ProxyProtocolFrom are the load balancers whose connections carry a
+	// PROXY protocol header (key `proxy_protocol_from`); empty: none do.
+	ProxyProtocolFrom []netip.Prefix
 
 	// Clients are the identities other than the default one.
 	Clients []Client
@@ -171,6 +174,7 @@ var keys = []keyDef{
 	{key: "var", flag: "var", kind: kList, array: true, help: "variable value K=V for the allowlists (repeatable; wins over the variables key)"},
 	{key: "resolve", flag: "resolve", kind: kList, array: true, help: "pin HOST to IP, as HOST=IP (repeatable)"},
 	{key: "allow_range", flag: "allow-range", kind: kList, help: "private CIDR let through the private-address guard (repeatable)"},
+	{key: "proxy_protocol_from", flag: "proxy-protocol-from", kind: kList, help: "CIDR of a load balancer that sends a PROXY protocol v1/v2 header; its connections must carry one, others must not (repeatable)"},
 	{key: "read_header_timeout", flag: "read-header-timeout", kind: kDuration, def: "10s", help: "time to read a request's headers or a ClientHello"},
 	{key: "dial_timeout", flag: "dial-timeout", kind: kDuration, def: "10s", help: "time to connect to an upstream"},
 	{key: "idle_timeout", flag: "idle-timeout", kind: kDuration, def: "5m0s", help: "close a tunnel with no bytes either way for this long"},

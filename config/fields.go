@@ -31,6 +31,7 @@ func (l *loader) decode() {
 	c.Deny = l.list(l.get("deny"))
 	c.Resolve = l.resolve()
 	c.AllowRanges = l.prefixes(l.get("allow_range"))
+	c.ProxyProtocolFrom = l.prefixes(l.get("proxy_protocol_from"))
 	c.Clients = l.clients()
 	c.AuthOptional = l.boolean(l.get("auth_optional"))
 	c.UpstreamProxy = l.upstreamProxy()

@@ -76,6 +76,9 @@ func (s *Server) refuseUnreadable(c net.Conn, listener string, err error) {
 	ev.Decision, ev.Reason, ev.Mode, ev.Status = "deny", allowlists.ReasonBadRequest.String(), ModeEnforce, status
 	ev.Error = why
 	s.record(ev) // refused either way; a log that cannot be written changes nothing here
+	if isProxyHeaderError(err) {
+		c = socketOf(c) // the PROXY connection fails every write after its header did
+	}
 	writeStatus(c, status, "", "egret: "+why+"\n", true)
 }
 

@@ -89,7 +89,7 @@ func copyDirection(dst, src net.Conn, idle time.Duration, t *activity, a, b net.
 }
 
 func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+	if cw, ok := socketOf(c).(interface{ CloseWrite() error }); ok { // the socket, beneath a PROXY header
 		cw.CloseWrite()
 		return
 	}

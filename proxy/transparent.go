@@ -66,8 +66,9 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 func (s *Server) serveTransparentConn(c net.Conn) {
 	r := s.rules.Load()
 	cl := r.identifyTransparent(addrOf(c.RemoteAddr()))
-	local := netip.AddrPortFrom(addrOf(c.LocalAddr()), uint16(c.LocalAddr().(*net.TCPAddr).Port))
-	orig, err := s.originalDst(c)
+	sock := socketOf(c) // behind a PROXY header, the socket still knows where it was going
+	local := netip.AddrPortFrom(addrOf(sock.LocalAddr()), uint16(sock.LocalAddr().(*net.TCPAddr).Port))
+	orig, err := s.originalDst(sock)
 	if err != nil {
 		orig = local
 	}
@@ -91,8 +92,13 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(r.Limits.ReadHeaderTimeout))
 	var first [1]byte
 	if _, err := io.ReadFull(c, first[:]); err != nil {
-		if isTimeout(err) { // connected and never spoke: say so
+		switch {
+		case isTimeout(err): // connected and never spoke: say so
 			s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
+		case isProxyHeaderError(err): // a PROXY header missing, or sent by a stranger
+			ev := event("")
+			ev.Error = err.Error()
+			s.denyTransparent(ev, allowlists.ReasonBadRequest)
 		}
 		return
 	}

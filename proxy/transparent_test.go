@@ -35,6 +35,13 @@ import (
 // function that connects to it "on the way to" orig.
 func (h *harness) transparent() func(orig netip.AddrPort) net.Conn {
 	h.t.Helper()
+	return h.transparentVia(func(l net.Listener) net.Listener { return l })
+}
+
+// transparentVia is transparent with the listener wrapped by wrap (as
+// serve wraps it for the PROXY protocol).
+func (h *harness) transparentVia(wrap func(net.Listener) net.Listener) func(orig netip.AddrPort) net.Conn {
+	h.t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		h.t.Fatal(err)
@@ -57,7 +64,7 @@ func (h *harness) transparent() func(orig netip.AddrPort) net.Conn {
 	}
 	r := h.srv.Rules()
 	r.Guard.Self = append(r.Guard.Self, netip.MustParseAddrPort(ln.Addr().String()))
-	go h.srv.ServeTransparent(ln)
+	go h.srv.ServeTransparent(wrap(ln))
 	return func(orig netip.AddrPort) net.Conn {
 		h.t.Helper()
 		c, err := net.Dial("tcp", ln.Addr().String())

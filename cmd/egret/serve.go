@@ -118,14 +118,25 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			return &exitError{code: 2, err: err}
 		}
 	}
-	go func() { served <- srv.ServeExplicit(ln) }()
+	// Behind a load balancer the listeners read the PROXY header first
+	// (set at start: a reload does not change who sends one).
+	viaLB := func(l net.Listener) net.Listener {
+		if len(cfg.ProxyProtocolFrom) == 0 {
+			return l
+		}
+		return proxy.AcceptProxyProtocol(l, cfg.ProxyProtocolFrom, cfg.ReadHeaderTimeout)
+	}
+	go func() { served <- srv.ServeExplicit(viaLB(ln)) }()
 	for _, l := range transparent {
-		go func() { served <- srv.ServeTransparent(l) }()
+		go func() { served <- srv.ServeTransparent(viaLB(l)) }()
 	}
 	fmt.Fprintf(stderr, "egret: explicit proxy on %s, products %v, mode %s; admin on %s\n",
 		ln.Addr(), cfg.Products, cfg.Mode, cfg.Admin)
 	for _, l := range transparent {
 		fmt.Fprintf(stderr, "egret: transparent listener on %s\n", l.Addr())
+	}
+	if len(cfg.ProxyProtocolFrom) > 0 {
+		fmt.Fprintf(stderr, "egret: PROXY protocol required from %v, refused from anywhere else\n", cfg.ProxyProtocolFrom)
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
