@@ -50,6 +50,7 @@ func TestFileErrors(t *testing.T) {
 		{"resolve conflicting pins", "resolve:\n  - a.example.com=192.0.2.1\n  - A.example.com=192.0.2.2", `egret.yaml:3: resolve[1]: "A.example.com=192.0.2.2": a.example.com is already pinned to 192.0.2.1`},
 		{"allow range host bits", "allow_range: [10.0.0.1/8]", `egret.yaml:1: allow_range[0]: "10.0.0.1/8" has bits set after the prefix length (write 10.0.0.0/8)`},
 		{"allow range garbage", "allow_range:\n  - 10.0.0.0/8\n  - private", `egret.yaml:3: allow_range[1]: "private" is not a CIDR (e.g. 10.0.1.0/24)`},
+		{"proxy_protocol_from garbage", "proxy_protocol_from:\n  - 10.1.2.10/32\n  - the-nlb", `egret.yaml:3: proxy_protocol_from[1]: "the-nlb" is not a CIDR (e.g. 10.0.1.0/24)`},
 		{"allowlists missing", "allowlists: [/nonexistent/allowlists]", `egret.yaml:1: allowlists[0]: "/nonexistent/allowlists" is not a directory of allowlist files`},
 		{"product a mapping", "product: {a: b}", `egret.yaml:1: product: want a list`},
 		{"auth optional", "auth_optional: maybe", `egret.yaml:1: auth_optional: "maybe" is not true or false`},
