@@ -129,6 +129,15 @@ type DiffRow struct {
 	After string `json:"after"`
 }
 
+// Destination is the row's host:port and path, or "host (DNS)" for a DNS
+// door line.
+func (row DiffRow) Destination() string {
+	if row.Port == 0 {
+		return row.Host + " (DNS)"
+	}
+	return fmt.Sprintf("%s:%d%s", row.Host, row.Port, row.Path)
+}
+
 // DiffReport is what the new policy changes in the log.
 type DiffReport struct {
 	// NowDenied are logged allows the new policy denies: what the change
@@ -259,11 +268,7 @@ func (r *DiffReport) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "IDENTITY\tPRODUCTS\tDESTINATION\tCOUNT\tFIRST\tLAST\t%s\t%s\n", before, after)
 		for _, row := range rows {
-			dest := fmt.Sprintf("%s:%d%s", row.Host, row.Port, row.Path)
-			if row.Port == 0 {
-				dest = row.Host + " (DNS)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", row.Identity, strings.Join(row.Products, ","), dest,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", row.Identity, strings.Join(row.Products, ","), row.Destination(),
 				row.Count, stamp(row.First), stamp(row.Last), row.Before, row.After)
 		}
 		fmt.Fprintln(tw)

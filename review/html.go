@@ -21,6 +21,17 @@ var page = template.Must(template.New("review").Funcs(template.FuncMap{
 	"join":       func(s []string) string { return strings.Join(s, ", ") },
 }).Parse(pageText))
 
+//go:embed diff.html
+var diffPageText string
+
+// diffPage is the HTML page of `egret diff`, in the review page's style.
+var diffPage = template.Must(template.Must(page.Clone()).New("diff").Funcs(template.FuncMap{
+	"dest": DiffRow.Destination,
+}).Parse(diffPageText))
+
+// WriteHTML writes the diff as one self-contained HTML page (no script).
+func (r *DiffReport) WriteHTML(w io.Writer) error { return diffPage.ExecuteTemplate(w, "diff", r) }
+
 // WriteHTML writes the report as one self-contained HTML page.
 func (r *Report) WriteHTML(w io.Writer) error {
 	// encoding/json escapes <, > and & in strings, so the data cannot end

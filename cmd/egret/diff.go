@@ -32,7 +32,7 @@ read error.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runDiff,
 	}
-	cmd.Flags().String("format", "table", "output format: table or json")
+	cmd.Flags().String("format", "table", "output format: table, json or html (one self-contained page)")
 	addPolicyFlags(cmd.Flags())
 	return cmd
 }
@@ -43,8 +43,8 @@ func runDiff(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	format := v.GetString("format")
-	if format != "table" && format != "json" {
-		return usageError("--format %q: use table or json", format)
+	if format != "table" && format != "json" && format != "html" {
+		return usageError("--format %q: use table, json or html", format)
 	}
 	policy, err := loadPolicy(cmd, v)
 	if err != nil {
@@ -69,9 +69,12 @@ func runDiff(cmd *cobra.Command, args []string) error {
 		return &exitError{code: 2, err: err}
 	}
 	w := cmd.OutOrStdout()
-	if format == "json" {
+	switch format {
+	case "json":
 		err = rep.WriteJSON(w)
-	} else {
+	case "html":
+		err = rep.WriteHTML(w)
+	default:
 		err = rep.WriteTable(w)
 	}
 	if err != nil {

@@ -77,6 +77,10 @@ func TestDiffRoundTrip(t *testing.T) {
 			t.Errorf("table (exit %d) lacks %q:\n%s", code, want, out)
 		}
 	}
+	code, out, _ = egret(t, "diff", "--config", newConfig, "--allowlists", localDir, "--allowlists", tight, "--format", "html", logPath)
+	if code != 1 || !strings.Contains(out, `<table class="now-denied">`) || !strings.Contains(out, fmt.Sprintf(`data-dest="example.com:%d"`, port)) {
+		t.Errorf("html (exit %d):\n%s", code, out)
+	}
 	os.WriteFile(newConfig, []byte("product: [local, tight]\n"), 0o644)
 	code, out, errOut = egret(t, "diff", "--config", newConfig, "--allowlists", localDir, "--allowlists", tight, logPath)
 	if code != 0 || !strings.Contains(out, "allowed before, denied now: 0") || !strings.Contains(out, "unchanged: 2 allowed, 1 denied") {
@@ -90,7 +94,7 @@ func TestDiffRoundTrip(t *testing.T) {
 }
 
 func TestDiffUsageErrors(t *testing.T) {
-	if code, _, errOut := egret(t, "diff", "--format", "yaml", "x.log"); code != 2 || !strings.Contains(errOut, "use table or json") {
+	if code, _, errOut := egret(t, "diff", "--format", "yaml", "x.log"); code != 2 || !strings.Contains(errOut, "use table, json or html") {
 		t.Errorf("--format yaml: %d %q", code, errOut)
 	}
 	if code, _, errOut := egret(t, "diff", filepath.Join(t.TempDir(), "missing.log")); code != 2 || !strings.Contains(errOut, "missing.log") {
