@@ -37,6 +37,11 @@ type Config struct {
 	Mode string
 	// DecisionLog is "-" (standard output, the default) or a file path.
 	DecisionLog string
+	// DecisionLogMaxSize rotates the decision log file when it would grow
+	// past this many bytes (0: only on SIGUSR1); DecisionLogKeep is how
+	// many rotated files are kept.
+	DecisionLogMaxSize int
+	DecisionLogKeep    int
 
 	// Products are the default identity's products (key `product`).
 	Products []string
@@ -170,6 +175,8 @@ var keys = []keyDef{
 	{key: "transparent", flag: "transparent", kind: kString, def: "", help: "address of the transparent listener for redirected traffic (host:port; none if empty)"},
 	{key: "admin", flag: "admin", kind: kString, def: "127.0.0.1:9090", help: "address of the admin listener: health and metrics (host:port; none if empty)"},
 	{key: "decision_log", flag: "decision-log", kind: kString, def: "-", help: "decision log file, or - for standard output"},
+	{key: "decision_log_max_size", flag: "decision-log-max-size", kind: kSize, def: "0", help: "rotate the decision log file when it reaches this size, in MiB steps (e.g. 100MiB; 0: only on SIGUSR1)"},
+	{key: "decision_log_keep", flag: "decision-log-keep", kind: kInt, def: "10", help: "rotated decision log files kept (the oldest beyond are removed)"},
 	{key: "allowlists", flag: "allowlists", kind: kList, array: true, help: "directory of extra allowlist files (repeatable)"},
 	{key: "var", flag: "var", kind: kList, array: true, help: "variable value K=V for the allowlists (repeatable; wins over the variables key)"},
 	{key: "resolve", flag: "resolve", kind: kList, array: true, help: "pin HOST to IP, as HOST=IP (repeatable)"},

@@ -63,6 +63,7 @@ func wantDefaults(file string) *Config {
 		Admin:             "127.0.0.1:9090",
 		Mode:              "enforce",
 		DecisionLog:       "-",
+		DecisionLogKeep:   10,
 		Vars:              map[string]string{},
 		Resolve:           map[string]netip.Addr{},
 		ReadHeaderTimeout: 10 * time.Second,
@@ -222,6 +223,9 @@ transparent: "[::]:3129"
 admin: localhost:9091
 mode: report
 decision_log: `+filepath.Join(dir, "decisions.log")+`
+decision_log_max_size: 100MiB
+decision_log_keep: 5
+proxy_protocol_from: [10.1.2.10/32]
 product: netapp-connector-aws       # one value is a list of one
 allowlists: [`+dir+`]
 variables:
@@ -269,11 +273,12 @@ nft_sets: egret
 	c := mustLoad(t, serveFlags(t, "--config", file))
 	want := &Config{
 		File: file, Listen: "127.0.0.1:3128", Transparent: "[::]:3129", Admin: "localhost:9091",
-		Mode: "report", DecisionLog: filepath.Join(dir, "decisions.log"),
-		Products:   []string{"netapp-connector-aws"},
-		Allowlists: []string{dir},
-		Vars:       map[string]string{"region": "us-east-1", "account": "0123", "extra": "a=b"},
-		Deny:       []string{"evil.example.com", "203.0.113.0/24"},
+		Mode: "report", DecisionLog: filepath.Join(dir, "decisions.log"), DecisionLogMaxSize: 100 << 20, DecisionLogKeep: 5,
+		ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("10.1.2.10/32")},
+		Products:          []string{"netapp-connector-aws"},
+		Allowlists:        []string{dir},
+		Vars:              map[string]string{"region": "us-east-1", "account": "0123", "extra": "a=b"},
+		Deny:              []string{"evil.example.com", "203.0.113.0/24"},
 		Resolve: map[string]netip.Addr{
 			"api.example.com":      netip.MustParseAddr("203.0.113.7"),
 			"v4mapped.example.com": netip.MustParseAddr("192.0.2.1"),

@@ -51,6 +51,7 @@ func TestFileErrors(t *testing.T) {
 		{"allow range host bits", "allow_range: [10.0.0.1/8]", `egret.yaml:1: allow_range[0]: "10.0.0.1/8" has bits set after the prefix length (write 10.0.0.0/8)`},
 		{"allow range garbage", "allow_range:\n  - 10.0.0.0/8\n  - private", `egret.yaml:3: allow_range[1]: "private" is not a CIDR (e.g. 10.0.1.0/24)`},
 		{"proxy_protocol_from garbage", "proxy_protocol_from:\n  - 10.1.2.10/32\n  - the-nlb", `egret.yaml:3: proxy_protocol_from[1]: "the-nlb" is not a CIDR (e.g. 10.0.1.0/24)`},
+		{"decision log size not in MiB", "decision_log_max_size: 1500KiB", `egret.yaml:1: decision_log_max_size: 1500KiB: rotate in whole MiB (e.g. 100MiB), or 0 for SIGUSR1 only`},
 		{"allowlists missing", "allowlists: [/nonexistent/allowlists]", `egret.yaml:1: allowlists[0]: "/nonexistent/allowlists" is not a directory of allowlist files`},
 		{"product a mapping", "product: {a: b}", `egret.yaml:1: product: want a list`},
 		{"auth optional", "auth_optional: maybe", `egret.yaml:1: auth_optional: "maybe" is not true or false`},
@@ -149,7 +150,7 @@ func TestAllErrorsByLine(t *testing.T) {
 		t.Fatalf("error %T %v is not an *Error", err, err)
 	}
 	// The unknown key stops decoding: its line comes alone.
-	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, allowlists, var, resolve, allow_range, proxy_protocol_from, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
+	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, decision_log_max_size, decision_log_keep, allowlists, var, resolve, allow_range, proxy_protocol_from, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
 		t.Errorf("problems %q", p)
 	}
 	file = writeConfig(t, "max_conns: 0\nmode: x\nlisten: nope\n")

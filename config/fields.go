@@ -25,6 +25,12 @@ func (l *loader) decode() {
 	c.Admin = l.address("admin", true)
 	c.Mode = l.mode(l.get("mode"))
 	c.DecisionLog = l.decisionLog()
+	val, src, p := l.get("decision_log_max_size")
+	if c.DecisionLogMaxSize = l.sizeRange(val, src, p, 0, 1<<40); c.DecisionLogMaxSize%mib != 0 {
+		l.bad(src, p, "%s: rotate in whole MiB (e.g. 100MiB), or 0 for SIGUSR1 only", formatSize(c.DecisionLogMaxSize))
+	}
+	val, src, p = l.get("decision_log_keep")
+	c.DecisionLogKeep = l.intRange(val, src, p, 1, 100000)
 	c.Products = l.list(l.get("product"))
 	c.Allowlists = l.allowlists()
 	c.Vars = l.vars()
@@ -39,7 +45,7 @@ func (l *loader) decode() {
 	c.DialTimeout = l.positiveDuration(l.get("dial_timeout"))
 	c.IdleTimeout = l.positiveDuration(l.get("idle_timeout"))
 	c.ShutdownGrace = l.positiveDuration(l.get("shutdown_grace"))
-	val, src, p := l.get("max_header_bytes")
+	val, src, p = l.get("max_header_bytes")
 	c.MaxHeaderBytes = l.sizeRange(val, src, p, 1*kib, 16*mib)
 	val, src, p = l.get("max_conns")
 	c.MaxConns = l.intRange(val, src, p, 1, 1<<31-1)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // DecisionLog writes one JSON object per line for every decision and every
@@ -25,16 +26,41 @@ type DecisionLog struct {
 	broken atomic.Pointer[error] // the last write error, nil while healthy
 }
 
-// OpenDecisionLog opens path for appending ("-" is standard output).
-func OpenDecisionLog(path string) (*DecisionLog, error) {
+// OpenDecisionLog opens path for appending ("-" is standard output). A
+// file is written through lumberjack, which rotates it to
+// NAME-TIMESTAMP.EXT when Rotate is called (SIGUSR1) or when a line would
+// take it past maxSize bytes (0: never by size; whole MiB), and removes the
+// oldest rotated files beyond keep.
+func OpenDecisionLog(path string, maxSize, keep int) (*DecisionLog, error) {
 	if path == "-" || path == "" {
 		return NewDecisionLog(os.Stdout, nil), nil
 	}
+	// lumberjack opens the file on the first write: open it once now, so
+	// that an unwritable path stops egret at start, not at the first request.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("decision log: %w", err)
 	}
-	return NewDecisionLog(f, f), nil
+	f.Close()
+	mb := maxSize >> 20
+	if mb <= 0 {
+		mb = 1 << 30 // lumberjack has no "never": a PiB stands for it
+	}
+	lj := &lumberjack.Logger{Filename: path, MaxSize: mb, MaxBackups: keep}
+	return NewDecisionLog(lj, lj), nil
+}
+
+// Rotate starts a new decision log file, keeping the old one beside it; a
+// log on standard output has nothing to rotate. Lines are never split
+// between files: a rotation waits for the line being written.
+func (l *DecisionLog) Rotate() error {
+	r, ok := l.closer.(interface{ Rotate() error })
+	if !ok {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return r.Rotate()
 }
 
 // NewDecisionLog writes to w; closer (may be nil) is closed by Close.

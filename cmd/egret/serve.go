@@ -85,7 +85,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		closeAll()
 		return &exitError{code: 2, err: err}
 	}
-	dlog, err := proxy.OpenDecisionLog(cfg.DecisionLog)
+	dlog, err := proxy.OpenDecisionLog(cfg.DecisionLog, cfg.DecisionLogMaxSize, cfg.DecisionLogKeep)
 	if err != nil {
 		closeAll()
 		return &exitError{code: 2, err: err}
@@ -104,6 +104,20 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(term)
+	// SIGUSR1 rotates the decision log file (logrotate's postrotate, or
+	// cron, sends it); the old file stays beside the new one.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			if err := dlog.Rotate(); err != nil {
+				fmt.Fprintf(stderr, "egret: rotating the decision log: %v\n", err)
+			} else if cfg.DecisionLog != "-" {
+				fmt.Fprintf(stderr, "egret: SIGUSR1: decision log rotated; writing a new %s\n", cfg.DecisionLog)
+			}
+		}
+	}()
 
 	srv := proxy.NewServer(dlog, rules, append(door.serverOptions(), proxy.WithTelemetry(tel))...)
 	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
