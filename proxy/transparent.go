@@ -90,8 +90,10 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 	}
 
 	c.SetReadDeadline(time.Now().Add(r.Limits.ReadHeaderTimeout))
-	var first [1]byte
-	if _, err := io.ReadFull(c, first[:]); err != nil {
+	// The first byte tells the protocol; a TLS record needs five more to
+	// tell a ClientHello from noise. One buffer holds both.
+	var head [helloHeadLen]byte
+	if _, err := io.ReadFull(c, head[:1]); err != nil {
 		switch {
 		case isTimeout(err): // connected and never spoke: say so
 			s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
@@ -103,23 +105,21 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 		return
 	}
 	switch {
-	case first[0] == 0x16: // TLS handshake record
-		head := make([]byte, helloHeadLen)
-		head[0] = first[0]
+	case head[0] == 0x16: // TLS handshake record
 		if _, err := io.ReadFull(c, head[1:]); err != nil {
 			if isTimeout(err) {
 				s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
 			}
 			return
 		}
-		if !startsClientHello(head) { // noise that began with 0x16: refuse it now, not at the timeout
+		if !startsClientHello(head[:]) { // noise that began with 0x16: refuse it now, not at the timeout
 			s.denyTransparent(event("TLS"), allowlists.ReasonBadHello)
 			return
 		}
-		s.serveTransparentTLS(c, r, cl, orig, head, event)
-	case first[0] >= 'A' && first[0] <= 'Z':
+		s.serveTransparentTLS(c, r, cl, orig, head[:], event)
+	case head[0] >= 'A' && head[0] <= 'Z':
 		c.SetReadDeadline(noDeadline)
-		s.serveTransparentHTTP(c, orig, first[:])
+		s.serveTransparentHTTP(c, orig, head[:1])
 	default:
 		s.denyTransparent(event("unknown"), allowlists.ReasonBadHello)
 	}

@@ -102,10 +102,14 @@ func NewAggregator(f Filter) *Aggregator {
 // Stats returns the counts so far.
 func (a *Aggregator) Stats() Stats { return a.stats }
 
-func (a *Aggregator) malformed(name string, line int, why string) {
-	a.stats.Malformed++
-	if len(a.stats.MalformedAt) < maxMalformedAt {
-		a.stats.MalformedAt = append(a.stats.MalformedAt, fmt.Sprintf("%s:%d: %s", name, line, why))
+func (a *Aggregator) malformed(name string, line int, why string) { a.stats.malformed(name, line, why) }
+
+// malformed counts a line that is no decision-log line, and remembers
+// where the first few are.
+func (s *Stats) malformed(name string, line int, why string) {
+	s.Malformed++
+	if len(s.MalformedAt) < maxMalformedAt {
+		s.MalformedAt = append(s.MalformedAt, fmt.Sprintf("%s:%d: %s", name, line, why))
 	}
 }
 

@@ -1,7 +1,6 @@
 package review
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -56,12 +55,7 @@ func (d *Differ) Read(name string, r io.Reader) error { return readLog(name, r, 
 // Stats returns the counts so far.
 func (d *Differ) Stats() Stats { return d.stats }
 
-func (d *Differ) malformed(name string, line int, why string) {
-	d.stats.Malformed++
-	if len(d.stats.MalformedAt) < maxMalformedAt {
-		d.stats.MalformedAt = append(d.stats.MalformedAt, fmt.Sprintf("%s:%d: %s", name, line, why))
-	}
-}
+func (d *Differ) malformed(name string, line int, why string) { d.stats.malformed(name, line, why) }
 
 func (d *Differ) addLine(name string, lineNo int, line []byte) {
 	d.stats.Lines++
@@ -219,43 +213,21 @@ func cmpRows(a, b DiffRow) int {
 	return strings.Compare(a.Path, b.Path)
 }
 
-// replay decides k's destination under p as the proxy would: a DNS line
-// (port 0) by name on any port, anything else by host, port and path. It
-// returns the verdict and the rule that allows or the reason that denies.
+// replay decides k's destination under p and returns the verdict and the
+// rule pattern that allows (as the log's rule field) or the deny reason.
 func replay(p *allowlists.Policy, id allowlists.Identity, k diffKey) (bool, string) {
-	var v allowlists.Verdict
-	if k.port == 0 {
-		dest, err := allowlists.NameDest(k.host)
-		if err != nil {
-			return false, allowlists.ReasonBadHost.String()
-		}
-		v = p.DecideName(id, dest)
-	} else {
-		path := k.path
-		if path == "/" {
-			path = ""
-		}
-		dest, err := allowlists.NewDest(k.host, k.port, path)
-		if err != nil {
-			return false, allowlists.ReasonBadHost.String()
-		}
-		v = p.Decide(id, dest)
+	v := decideLogged(p, id, k.host, k.port, k.path)
+	switch {
+	case !v.Allow:
+		return false, v.Reason.String()
+	case v.Rule != nil:
+		return true, v.Rule.Pattern()
 	}
-	if v.Allow {
-		if v.Rule != nil {
-			return true, v.Rule.Pattern() // as the decision log writes it
-		}
-		return true, "rule"
-	}
-	return false, v.Reason.String()
+	return true, allowlists.ReasonRule.String()
 }
 
-// WriteJSON writes the report as one JSON document.
-func (r *DiffReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
+// WriteJSON writes the report as one indented JSON document.
+func (r *DiffReport) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
 
 // WriteTable writes the report for a terminal.
 func (r *DiffReport) WriteTable(w io.Writer) error {

@@ -175,28 +175,32 @@ func fixable(reason string) bool {
 
 // allowedNow returns the rule of the current policy that allows d, or "".
 func allowedNow(p *allowlists.Policy, id allowlists.Identity, d Denied) string {
-	if d.Port == 0 { // a DNS query: any rule naming the host on some port allows it
-		dest, err := allowlists.NameDest(d.Host)
-		if err != nil {
-			return ""
-		}
-		if v := p.DecideName(id, dest); v.Allow && v.Rule != nil {
-			return v.Rule.String()
-		}
-		return ""
-	}
-	path := d.Path
-	if path == "/" {
-		path = ""
-	}
-	dest, err := allowlists.NewDest(d.Host, d.Port, path)
-	if err != nil {
-		return ""
-	}
-	if v := p.Decide(id, dest); v.Allow && v.Rule != nil {
+	if v := decideLogged(p, id, d.Host, d.Port, d.Path); v.Allow && v.Rule != nil {
 		return v.Rule.String()
 	}
 	return ""
+}
+
+// decideLogged decides a logged destination again under p, as the proxy
+// decided it: a DNS door line (port 0) by name on any port, anything else
+// by host, port and path ("/" being no path). A host that no longer parses
+// is a bad-host deny.
+func decideLogged(p *allowlists.Policy, id allowlists.Identity, host string, port int, path string) allowlists.Verdict {
+	if port == 0 {
+		dest, err := allowlists.NameDest(host)
+		if err != nil {
+			return allowlists.Verdict{Reason: allowlists.ReasonBadHost}
+		}
+		return p.DecideName(id, dest)
+	}
+	if path == "/" {
+		path = ""
+	}
+	dest, err := allowlists.NewDest(host, port, path)
+	if err != nil {
+		return allowlists.Verdict{Reason: allowlists.ReasonBadHost}
+	}
+	return p.Decide(id, dest)
 }
 
 func sortDenied(ds []Denied) {

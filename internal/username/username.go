@@ -17,10 +17,10 @@ import (
 // Key returns the form of name that usernames are compared by: each
 // literal "%92", each byte 0x92 that is not part of a UTF-8 character, and
 // each U+0092 (what a client that decoded 0x92 into a character sends) is
-// a `\`. A name without any of them is returned as it is, without
-// allocating.
+// a `\`. A name with neither "%92" nor a byte 0x92 is returned as it is,
+// without allocating.
 func Key(name string) string {
-	if !strings.Contains(name, "%92") && !strings.ContainsRune(name, 0x92) && !hasStray92(name) {
+	if !strings.Contains(name, "%92") && strings.IndexByte(name, 0x92) < 0 {
 		return name
 	}
 	name = strings.ReplaceAll(name, "%92", `\`)
@@ -37,17 +37,4 @@ func Key(name string) string {
 		i += size
 	}
 	return b.String()
-}
-
-// hasStray92 reports whether name holds a byte 0x92 outside any UTF-8
-// character (a continuation byte of, say, 'В' U+0412 is not one).
-func hasStray92(name string) bool {
-	for i := 0; i < len(name); {
-		r, size := utf8.DecodeRuneInString(name[i:])
-		if r == utf8.RuneError && size == 1 && name[i] == 0x92 {
-			return true
-		}
-		i += size
-	}
-	return false
 }
