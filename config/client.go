@@ -41,6 +41,13 @@ type Client struct {
 	// listener; a client with a listener and no sources or username is
 	// every client of that listener.
 	Listener string
+	// CertSubject is a client certificate's whole subject as RFC 4514
+	// text, as pkix.Name.String() writes it (CN=connector-a,O=Example);
+	// CertSAN are names of which any one, matched exactly against the
+	// certificate's DNS, URI and e-mail SANs, names the client. Only a
+	// certificate verified against client_ca is looked at.
+	CertSubject string
+	CertSAN     []string
 }
 
 // String describes c without its password.
@@ -59,6 +66,12 @@ func (c Client) String() string {
 	}
 	if c.Listener != "" {
 		fmt.Fprintf(&b, " listener=%s", c.Listener)
+	}
+	if c.CertSubject != "" {
+		fmt.Fprintf(&b, " cert_subject=%s", c.CertSubject)
+	}
+	if len(c.CertSAN) > 0 {
+		fmt.Fprintf(&b, " cert_san=%v", c.CertSAN)
 	}
 	return b.String()
 }
@@ -100,7 +113,7 @@ var clientNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // clients decodes and checks the `clients` list. EGRET_CLIENTS holds the
 // list as YAML (flow style fits one line: [{name: a, sources: [...], ...}]).
-func (l *loader) clients() []Client {
+func (l *loader) clients(clientCA string) []Client {
 	val, src, p := l.get("clients")
 	if s, ok := val.(string); ok && src.kind == srcEnv {
 		var n yaml.Node
@@ -118,7 +131,7 @@ func (l *loader) clients() []Client {
 		return nil
 	}
 	var out []Client
-	names, users := map[string]int{}, map[string]int{}
+	names, users, certs := map[string]int{}, map[string]int{}, map[string]int{}
 	for i, e := range list {
 		ep := p.with(i)
 		m, ok := e.(map[string]any)
@@ -127,6 +140,8 @@ func (l *loader) clients() []Client {
 			continue
 		}
 		c := l.client(m, src, ep)
+		l.checkCertIdentity(c, clientCA, src, ep)
+		l.uniqueCertNames(c, i, certs, src, ep)
 		if first, dup := names[c.Name]; dup && c.Name != "" {
 			l.bad(src, ep.with("name"), "%q is also the name of clients[%d] (names must differ)", c.Name, first)
 		}
@@ -143,6 +158,24 @@ func (l *loader) clients() []Client {
 		out = append(out, c)
 	}
 	return out
+}
+
+// uniqueCertNames refuses a certificate subject or SAN that names two
+// clients: the first would always win, silently.
+func (l *loader) uniqueCertNames(c Client, i int, seen map[string]int, src source, p path) {
+	claim := func(key string, p path) {
+		if first, dup := seen[key]; dup && first != i {
+			l.bad(src, p, "also names clients[%d] (a certificate must name one client)", first)
+		} else if !dup {
+			seen[key] = i
+		}
+	}
+	if c.CertSubject != "" {
+		claim("subject\x00"+c.CertSubject, p.with("cert_subject"))
+	}
+	for j, s := range c.CertSAN {
+		claim("san\x00"+s, p.with("cert_san", j))
+	}
 }
 
 // client decodes one clients entry.
@@ -165,6 +198,8 @@ func (l *loader) client(m map[string]any, src source, p path) Client {
 		Products:       l.list(m["products"], src, p.with("products")),
 		Mode:           l.mode(m["mode"], src, p.with("mode")),
 		Listener:       field("listener"),
+		CertSubject:    field("cert_subject"),
+		CertSAN:        l.list(m["cert_san"], src, p.with("cert_san")),
 	}
 	switch {
 	case c.Name == "":
@@ -179,8 +214,8 @@ func (l *loader) client(m map[string]any, src source, p path) Client {
 	default:
 		l.bad(src, p.with("listener"), "%q is not a listener (explicit, transparent or dns)", c.Listener)
 	}
-	if m["sources"] == nil && c.Username == "" && c.Listener == "" {
-		l.bad(src, p, "needs sources (CIDRs), a username, a listener, or a combination")
+	if m["sources"] == nil && c.Username == "" && c.Listener == "" && c.CertSubject == "" && m["cert_san"] == nil {
+		l.bad(src, p, "needs sources (CIDRs), a username, a listener, a client certificate (cert_subject, cert_san), or a combination")
 	}
 	if c.Username != "" && (c.Listener == "transparent" || c.Listener == "dns") {
 		l.bad(src, p.with("username"), "clients of the %s listener send no proxy credentials", c.Listener)

@@ -29,6 +29,17 @@ type Config struct {
 	// Transparent is the transparent listener's address; "" (the default)
 	// means no transparent listener.
 	Transparent string
+	// ListenTLS is the HTTPS proxy listener's address: the explicit proxy
+	// over TLS, "" (the default) for none. TLSCert and TLSKey are its
+	// certificate (PEM, chain after the leaf) and key, read again when the
+	// files change. ClientCA, when set, verifies client certificates, which
+	// then name identities (clients[].cert_subject, cert_san);
+	// RequireClientCert refuses a handshake without one.
+	ListenTLS         string
+	TLSCert           string
+	TLSKey            string
+	ClientCA          string
+	RequireClientCert bool
 	// Admin is the admin listener's address (default "127.0.0.1:9090");
 	// "" means no admin listener.
 	Admin string
@@ -116,8 +127,9 @@ type Config struct {
 }
 
 // RestartNeeded lists the keys whose change between old and new needs a
-// restart: the listener addresses (listen, transparent, admin, dns) and
-// the nftables table the DNS door fills (nft_sets).
+// restart: the listener addresses (listen, listen_tls, transparent, admin,
+// dns), the HTTPS listener's file names and client-certificate settings,
+// and the nftables table the DNS door fills (nft_sets).
 func RestartNeeded(old, new *Config) []string {
 	if old == nil || new == nil {
 		return nil
@@ -128,6 +140,20 @@ func RestartNeeded(old, new *Config) []string {
 	}
 	if old.Transparent != new.Transparent {
 		keys = append(keys, "transparent")
+	}
+	if old.ListenTLS != new.ListenTLS {
+		keys = append(keys, "listen_tls")
+	}
+	// The files' contents reload by themselves; which files, and whether a
+	// certificate is asked for, are the listener's and set at start.
+	if old.TLSCert != new.TLSCert || old.TLSKey != new.TLSKey {
+		keys = append(keys, "tls_cert/tls_key")
+	}
+	if old.ClientCA != new.ClientCA {
+		keys = append(keys, "client_ca")
+	}
+	if old.RequireClientCert != new.RequireClientCert {
+		keys = append(keys, "require_client_cert")
 	}
 	if old.Admin != new.Admin {
 		keys = append(keys, "admin")
@@ -170,6 +196,11 @@ type keyDef struct {
 // keys are every configuration key but `config`, which names the file.
 var keys = []keyDef{
 	{key: "listen", flag: "listen", kind: kString, def: ":3128", help: "address of the explicit proxy listener (host:port)"},
+	{key: "listen_tls", flag: "listen-tls", kind: kString, def: "", help: "address of the HTTPS proxy listener, the explicit proxy over TLS (host:port; none if empty)"},
+	{key: "tls_cert", flag: "tls-cert", kind: kString, def: "", help: "PEM certificate of the HTTPS proxy listener, chain after the leaf (read again when it changes)"},
+	{key: "tls_key", flag: "tls-key", kind: kString, def: "", help: "PEM private key of --tls-cert"},
+	{key: "client_ca", flag: "client-ca", kind: kString, def: "", help: "PEM CAs that verify client certificates on the HTTPS proxy listener (clients[].cert_subject, cert_san)"},
+	{key: "require_client_cert", flag: "require-client-cert", kind: kBool, def: "false", help: "refuse a TLS handshake on the HTTPS proxy listener without a client certificate from --client-ca"},
 	{key: "product", flag: "product", kind: kList, help: "product of the default identity, for clients no other identity matches (repeatable)"},
 	{key: "mode", flag: "mode", kind: kString, def: "enforce", help: "enforce (deny) or report (let through, log would-deny)"},
 	{key: "transparent", flag: "transparent", kind: kString, def: "", help: "address of the transparent listener for redirected traffic (host:port; none if empty)"},

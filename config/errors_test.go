@@ -91,7 +91,7 @@ clients:
 		{"client without name", "clients:\n  - sources: [10.0.0.0/8]\n    products: [p]", `egret.yaml:2: clients[0].name: every client needs a name`},
 		{"client named default", "clients:\n  - name: default\n    sources: [10.0.0.0/8]\n    products: [p]", `egret.yaml:2: clients[0].name: "default" is the identity of unmatched clients`},
 		{"client name with space", "clients:\n  - name: my app\n    sources: [10.0.0.0/8]\n    products: [p]", `egret.yaml:2: clients[0].name: "my app": a name is letters, digits`},
-		{"client without sources or username", "clients:\n  - name: c\n    products: [p]", `egret.yaml:2: clients[0]: needs sources (CIDRs), a username, a listener, or a combination`},
+		{"client without sources or username", "clients:\n  - name: c\n    products: [p]", `egret.yaml:2: clients[0]: needs sources (CIDRs), a username, a listener, a client certificate (cert_subject, cert_san), or a combination`},
 		{"client listener", "clients:\n  - name: c\n    listener: socks\n    products: [p]", `egret.yaml:3: clients[0].listener: "socks" is not a listener (explicit, transparent or dns)`},
 		{"client dns with username", "clients:\n  - name: c\n    listener: dns\n    username: u\n    password: x\n    products: [p]", `egret.yaml:4: clients[0].username: clients of the dns listener send no proxy credentials`},
 		{"client transparent with username", "clients:\n  - name: c\n    listener: transparent\n    username: u\n    password: x\n    products: [p]", `egret.yaml:4: clients[0].username: clients of the transparent listener send no proxy credentials`},
@@ -150,7 +150,7 @@ func TestAllErrorsByLine(t *testing.T) {
 		t.Fatalf("error %T %v is not an *Error", err, err)
 	}
 	// The unknown key stops decoding: its line comes alone.
-	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, product, mode, transparent, admin, decision_log, decision_log_max_size, decision_log_keep, allowlists, var, resolve, allow_range, proxy_protocol_from, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
+	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, listen_tls, tls_cert, tls_key, client_ca, require_client_cert, product, mode, transparent, admin, decision_log, decision_log_max_size, decision_log_keep, allowlists, var, resolve, allow_range, proxy_protocol_from, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
 		t.Errorf("problems %q", p)
 	}
 	file = writeConfig(t, "max_conns: 0\nmode: x\nlisten: nope\n")
@@ -176,7 +176,7 @@ func TestFlagAndEnvErrors(t *testing.T) {
 		{"flag duration", nil, []string{"--dial-timeout", "0s"}, `--dial-timeout: "0s": must be more than zero`},
 		{"env", map[string]string{"EGRET_MODE": "strict"}, nil, `EGRET_MODE: "strict" is not a mode (enforce or report)`},
 		{"env list entry", map[string]string{"EGRET_ALLOW_RANGE": "10.0.0.0/8,10.0.0.1/8"}, nil, `EGRET_ALLOW_RANGE: allow_range[1]: "10.0.0.1/8" has bits set`},
-		{"env clients", map[string]string{"EGRET_CLIENTS": "[{name: a, products: [p]}]"}, nil, `EGRET_CLIENTS: clients[0]: needs sources (CIDRs), a username, a listener, or a combination`},
+		{"env clients", map[string]string{"EGRET_CLIENTS": "[{name: a, products: [p]}]"}, nil, `EGRET_CLIENTS: clients[0]: needs sources (CIDRs), a username, a listener, a client certificate (cert_subject, cert_san), or a combination`},
 		{"env client unknown key", map[string]string{"EGRET_CLIENTS": "[{name: a, sources: [10.0.0.0/8], products: [p], colour: blue}]"}, nil, `EGRET_CLIENTS: clients[0].colour: unknown key`},
 		{"env clients not YAML", map[string]string{"EGRET_CLIENTS": "[{name: a"}, nil, `EGRET_CLIENTS: not a YAML list of clients`},
 		{"env variables", map[string]string{"EGRET_VARIABLES": "region"}, nil, `EGRET_VARIABLES: variables[0]: "region": write K=V`},

@@ -39,7 +39,7 @@ func (p path) with(elems ...any) path {
 }
 
 // clientKeys are the keys of a `clients` entry.
-var clientKeys = []string{"name", "sources", "username", "password", "password_env", "password_bcrypt", "products", "mode", "listener"}
+var clientKeys = []string{"name", "sources", "username", "password", "password_env", "password_bcrypt", "products", "mode", "listener", "cert_subject", "cert_san"}
 
 // variableNameRE is the allowlists' rule for variable names.
 var variableNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)

@@ -93,7 +93,7 @@ func (s *Server) handleExplicit(c net.Conn, hr *headerReader, req *http.Request)
 	}
 	ev := s.begin(ListenerExplicit, c, req.Method)
 	ev.Host, ev.Port = host, uint16(port)
-	cl := r.identify(addrOf(c.RemoteAddr()), req.Header.Get("Proxy-Authorization"))
+	cl := r.identify(peerCertificate(c), addrOf(c.RemoteAddr()), req.Header.Get("Proxy-Authorization"))
 	if cl == nil {
 		ev.Decision, ev.Reason, ev.Mode = "deny", allowlists.ReasonAuth.String(), ModeEnforce
 		ev.Status = http.StatusProxyAuthRequired

@@ -28,6 +28,7 @@ type harness struct {
 	t        *testing.T
 	srv      *Server
 	addr     string // the proxy's listen address
+	tlsAddr  string // the HTTPS proxy listener's address, with opts.tls
 	tlsUp    *httptest.Server
 	httpUp   *httptest.Server
 	tlsPort  int
@@ -41,6 +42,9 @@ type harnessOpts struct {
 	mutate     func(*Rules) // adjust the rules before serving
 	log        io.Writer    // decision log writer (default: a buffer)
 	server     []Option     // NewServer options
+	// tls, when set, also serves the explicit proxy over TLS with it, on
+	// h.tlsAddr.
+	tls *tls.Config
 }
 
 func newHarness(t *testing.T, opts harnessOpts) *harness {
@@ -110,6 +114,16 @@ proxy:
 	r.Guard.Self = []netip.AddrPort{netip.MustParseAddrPort(h.addr)}
 	go h.srv.ServeExplicit(ln)
 	t.Cleanup(func() { ln.Close() })
+	if opts.tls != nil {
+		tln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.tlsAddr = tln.Addr().String()
+		r.Guard.Self = append(r.Guard.Self, netip.MustParseAddrPort(h.tlsAddr))
+		go h.srv.ServeExplicitTLS(tln, opts.tls)
+		t.Cleanup(func() { tln.Close() })
+	}
 	return h
 }
 

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -90,6 +92,11 @@ type Client struct {
 	// Listener limits the client to one listener (ListenerExplicit,
 	// ListenerTransparent or ListenerDNS); "" is every listener.
 	Listener string
+	// CertSubject and CertSANs name the client by a client certificate
+	// verified on the HTTPS proxy listener: the subject as
+	// pkix.Name.String() writes it, or any one DNS, URI or e-mail SAN.
+	CertSubject string
+	CertSANs    []string
 }
 
 // The listeners, as named in the decision log and in a client's listener.
@@ -102,11 +109,19 @@ const (
 // on reports whether the client may be identified on listener.
 func (c *Client) on(listener string) bool { return c.Listener == "" || c.Listener == listener }
 
-// identify finds the client of a request on the explicit listener in the
-// order of DESIGN §5: credentials, then source address, then listener,
+// identify finds the client of a request on the explicit listeners in the
+// order of DESIGN §5: a verified client certificate (HTTPS listener only;
+// cert is nil otherwise), credentials, then source address, then listener,
 // then the default. It returns nil when the client must be challenged with
-// 407 (wrong credentials, or none where they are required).
-func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
+// 407 (wrong credentials, or none where they are required). A certificate
+// that names no client is no identity: the request goes on to the next
+// step, as one without a certificate would.
+func (r *Rules) identify(cert *x509.Certificate, src netip.Addr, proxyAuth string) *Client {
+	if cert != nil {
+		if cl := r.byCertificate(cert); cl != nil {
+			return cl
+		}
+	}
 	if proxyAuth != "" && r.hasUsernames() {
 		user, pass, ok := parseBasic(proxyAuth)
 		if !ok {
@@ -129,6 +144,47 @@ func (r *Rules) identify(src netip.Addr, proxyAuth string) *Client {
 		return nil
 	}
 	return &r.Default
+}
+
+// byCertificate returns the first explicit-listener client that cert's
+// subject or one of its DNS, URI or e-mail SANs names, or nil.
+func (r *Rules) byCertificate(cert *x509.Certificate) *Client {
+	var subject string // built once, and only if a client asks for it
+	for i := range r.Clients {
+		c := &r.Clients[i]
+		if !c.on(ListenerExplicit) || c.CertSubject == "" && len(c.CertSANs) == 0 {
+			continue
+		}
+		if c.CertSubject != "" {
+			if subject == "" {
+				subject = cert.Subject.String()
+			}
+			if subject == c.CertSubject {
+				return c
+			}
+		}
+		for _, san := range c.CertSANs {
+			if certHasSAN(cert, san) {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// certHasSAN reports whether name is one of cert's DNS, URI or e-mail
+// SANs, compared exactly (a DNS SAN is compared as written: no wildcard in
+// a client certificate stands for a name).
+func certHasSAN(cert *x509.Certificate, name string) bool {
+	if slices.Contains(cert.DNSNames, name) || slices.Contains(cert.EmailAddresses, name) {
+		return true
+	}
+	for _, u := range cert.URIs {
+		if u.String() == name {
+			return true
+		}
+	}
+	return false
 }
 
 // identifyTransparent finds the client of a redirected connection, which

@@ -453,7 +453,7 @@ func TestIdentityByListener(t *testing.T) {
 	if got := r.identifyTransparent(netip.MustParseAddr("10.1.2.3")).Name; got != "other-segment" {
 		t.Errorf("source match on the transparent listener: %s", got)
 	}
-	if got := r.identify(netip.MustParseAddr("10.1.2.3"), "").Name; got != "default" {
+	if got := r.identify(nil, netip.MustParseAddr("10.1.2.3"), "").Name; got != "default" {
 		t.Errorf("a transparent-only client matched on the explicit listener: %s", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/egret-proxy/egret/allowlists"
 	"github.com/egret-proxy/egret/config"
+	"github.com/egret-proxy/egret/internal/tlsfiles"
 	"github.com/egret-proxy/egret/proxy"
 	"github.com/egret-proxy/egret/telemetry"
 	"github.com/spf13/cobra"
@@ -55,6 +56,14 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			l.Close()
 		}
 		door.close()
+	}
+	var tlsLn net.Listener
+	if cfg.ListenTLS != "" {
+		if tlsLn, err = proxy.Listen("tcp", cfg.ListenTLS); err != nil {
+			closeAll()
+			return &exitError{code: 2, err: fmt.Errorf("listen-tls %s: %w", cfg.ListenTLS, err)}
+		}
+		lns = append(lns, tlsLn)
 	}
 	var transparent []net.Listener
 	if cfg.Transparent != "" {
@@ -124,7 +133,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if adminLn != nil {
 		go admin.Serve(adminLn)
 	}
-	served := make(chan error, 3+len(transparent))
+	served := make(chan error, 4+len(transparent))
 	if door != nil {
 		if err := door.start(cfg, srv, served, stderr); err != nil {
 			closeAll()
@@ -140,12 +149,31 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		}
 		return proxy.AcceptProxyProtocol(l, cfg.ProxyProtocolFrom, cfg.ReadHeaderTimeout)
 	}
+	if tlsLn != nil {
+		front, err := httpsFrontDoor(cfg, stderr)
+		if err != nil {
+			closeAll()
+			stopTelemetry(tel, stderr)
+			return &exitError{code: 2, err: err}
+		}
+		go func() { served <- srv.ServeExplicitTLS(viaLB(tlsLn), front.Config()) }()
+	}
 	go func() { served <- srv.ServeExplicit(viaLB(ln)) }()
 	for _, l := range transparent {
 		go func() { served <- srv.ServeTransparent(viaLB(l)) }()
 	}
 	fmt.Fprintf(stderr, "egret: explicit proxy on %s, products %v, mode %s; admin on %s\n",
 		ln.Addr(), cfg.Products, cfg.Mode, cfg.Admin)
+	if tlsLn != nil {
+		certs := "no client certificates"
+		switch {
+		case cfg.RequireClientCert:
+			certs = "client certificate from " + cfg.ClientCA + " required"
+		case cfg.ClientCA != "":
+			certs = "client certificates from " + cfg.ClientCA + " name identities"
+		}
+		fmt.Fprintf(stderr, "egret: HTTPS proxy on %s, certificate %s (%s)\n", tlsLn.Addr(), cfg.TLSCert, certs)
+	}
 	for _, l := range transparent {
 		fmt.Fprintf(stderr, "egret: transparent listener on %s\n", l.Addr())
 	}
@@ -195,6 +223,28 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	stopTelemetry(tel, stderr)
 	fmt.Fprintln(stderr, "egret: stopped")
 	return nil
+}
+
+// httpsFrontDoor reads the HTTPS proxy listener's certificate, key and
+// client CAs, and reads them again when they change (a renewed
+// certificate is used from the next handshake; open connections keep
+// theirs).
+func httpsFrontDoor(cfg *config.Config, stderr io.Writer) (*tlsfiles.Server, error) {
+	front, err := tlsfiles.New(tlsfiles.Options{
+		CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
+		ClientCAFile: cfg.ClientCA, RequireClientCert: cfg.RequireClientCert, LoadCertPool: config.LoadCertPool,
+		OnReload: func(err error) {
+			if err != nil {
+				fmt.Fprintf(stderr, "egret: HTTPS proxy certificate changed but not loaded, keeping the old one: %v\n", err)
+				return
+			}
+			fmt.Fprintf(stderr, "egret: HTTPS proxy certificate reloaded from %s\n", cfg.TLSCert)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen-tls: %w", err)
+	}
+	return front, nil
 }
 
 // startTelemetry sets up tracing and metrics from the OTEL_* environment;
@@ -307,6 +357,7 @@ func buildRules(cfg *config.Config, self []netip.AddrPort, stderr io.Writer) (*p
 		r.Clients = append(r.Clients, proxy.Client{
 			Name: c.Name, Sources: c.Sources, Username: c.Username,
 			CheckPassword: rememberSuccess(c.CheckPassword), Identity: id, Mode: cm, Listener: c.Listener,
+			CertSubject: c.CertSubject, CertSANs: c.CertSAN,
 		})
 	}
 	return r, nil
