@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/egret-proxy/egret/internal/testpki"
 	"github.com/egret-proxy/egret/internal/tlsfiles"
+	"github.com/pires/go-proxyproto"
 )
 
 // The HTTPS proxy listener with the clients that speak TLS to a proxy:
@@ -35,6 +37,7 @@ type frontDoor struct {
 	// names "backup"; stranger is from a CA egret does not trust.
 	connector, backup, stranger *testpki.Leaf
 	originCA                    string // the TLS upstream's certificate, PEM
+	conf                        *tls.Config
 }
 
 func newFrontDoor(t *testing.T, require bool, more ...func(*Rules)) *frontDoor {
@@ -49,7 +52,8 @@ func newFrontDoor(t *testing.T, require bool, more ...func(*Rules)) *frontDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd.harness = newHarness(t, harnessOpts{tls: files.Config(), mutate: func(r *Rules) {
+	fd.conf = files.Config()
+	fd.harness = newHarness(t, harnessOpts{tls: fd.conf, mutate: func(r *Rules) {
 		connector, backup := r.Default, r.Default
 		connector.Name, connector.CertSubject = "connector", "CN=connector-a,O=Example"
 		backup.Name, backup.CertSANs = "backup", []string{"spiffe://example.org/ns/ops/sa/backup"}
@@ -387,4 +391,34 @@ func nodeWithUndici(t *testing.T) string {
 		}
 	}
 	return node
+}
+
+// TestHTTPSProxyBehindProxyProtocol: behind a load balancer the PROXY
+// header comes first, then the TLS handshake; the header's client is
+// logged, and a client certificate still names the identity.
+func TestHTTPSProxyBehindProxyProtocol(t *testing.T) {
+	fd := newFrontDoor(t, false)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go fd.srv.ServeExplicitTLS(AcceptProxyProtocol(ln, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, 5*time.Second), fd.conf)
+	raw, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	hdr := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("10.0.1.7"), Port: 40000}, ln.Addr().(*net.TCPAddr))
+	if _, err := hdr.WriteTo(raw); err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{RootCAs: fd.front.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{fd.connector.TLS}})
+	fmt.Fprintf(c, "CONNECT example.com:%d HTTP/1.1\r\n\r\n", fd.tlsPort)
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT over TLS behind PROXY: %v %v", resp, err)
+	}
+	waitLines(t, fd.logBuf, map[string]any{"decision": "allow", "listener": "explicit", "client": "10.0.1.7:40000", "identity": "connector"})
 }
