@@ -46,7 +46,9 @@ type Config struct {
 
 	// Mode is "enforce" (the default) or "report".
 	Mode string
-	// DecisionLog is "-" (standard output, the default) or a file path.
+	// DecisionLog is "-" (standard output, the default), a file path, a
+	// syslog server (syslog://HOST:PORT, syslog+tcp://, syslog+udp://) or
+	// "otlp" (the OTLP collector of the environment).
 	DecisionLog string
 	// DecisionLogMaxSize rotates the decision log file when it would grow
 	// past this many bytes (0: only on SIGUSR1); DecisionLogKeep is how
@@ -205,7 +207,7 @@ var keys = []keyDef{
 	{key: "mode", flag: "mode", kind: kString, def: "enforce", help: "enforce (deny) or report (let through, log would-deny)"},
 	{key: "transparent", flag: "transparent", kind: kString, def: "", help: "address of the transparent listener for redirected traffic (host:port; none if empty)"},
 	{key: "admin", flag: "admin", kind: kString, def: "127.0.0.1:9090", help: "address of the admin listener: health and metrics (host:port; none if empty)"},
-	{key: "decision_log", flag: "decision-log", kind: kString, def: "-", help: "decision log file, or - for standard output"},
+	{key: "decision_log", flag: "decision-log", kind: kString, def: "-", help: "where decisions go: - (standard output), a file, syslog://HOST:PORT (TCP) or syslog+udp://HOST:PORT (RFC 5424), or otlp (the OTEL_EXPORTER_OTLP_ENDPOINT collector)"},
 	{key: "decision_log_max_size", flag: "decision-log-max-size", kind: kSize, def: "0", help: "rotate the decision log file when it reaches this size, in MiB steps (e.g. 100MiB; 0: only on SIGUSR1)"},
 	{key: "decision_log_keep", flag: "decision-log-keep", kind: kInt, def: "10", help: "rotated decision log files kept (the oldest beyond are removed)"},
 	{key: "allowlists", flag: "allowlists", kind: kList, array: true, help: "directory of extra allowlist files (repeatable)"},

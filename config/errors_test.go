@@ -25,6 +25,11 @@ func TestFileErrors(t *testing.T) {
 		{"mode", "\n\nmode: deny", `egret.yaml:3: mode: "deny" is not a mode (enforce or report)`},
 		{"decision log directory missing", `decision_log: /nonexistent/egret/decisions.log`, `egret.yaml:1: decision_log: "/nonexistent/egret/decisions.log": directory /nonexistent/egret does not exist`},
 		{"decision log is a directory", `decision_log: {dir}`, `egret.yaml:1: decision_log: "{dir}" is a directory (name a file in it)`},
+		{"decision log syslog without port", `decision_log: syslog://logs.corp`, `egret.yaml:1: decision_log: "syslog://logs.corp": the server is HOST:PORT`},
+		{"decision log syslog facility", `decision_log: "syslog+udp://127.0.0.1:514?facility=news9"`, `egret.yaml:1: decision_log: "syslog+udp://127.0.0.1:514?facility=news9": "news9" is not a facility`},
+		{"decision log other scheme", `decision_log: https://logs.corp/ingest`, `egret.yaml:1: decision_log: "https://logs.corp/ingest": a network sink is syslog://HOST:PORT, syslog+udp://HOST:PORT or otlp`},
+		{"decision log otlp without endpoint", `decision_log: otlp`, `egret.yaml:1: decision_log: otlp sends decisions to the OTLP collector: set OTEL_EXPORTER_OTLP_ENDPOINT`},
+		{"rotation of a syslog sink", "decision_log: syslog://127.0.0.1:514\ndecision_log_max_size: 10MiB", `egret.yaml:2: decision_log_max_size: rotation is for a decision log file; decision_log is syslog://127.0.0.1:514`},
 		{"decision log empty", `decision_log: ""`, `egret.yaml:1: decision_log: want - (standard output) or a file path`},
 
 		// Limits.

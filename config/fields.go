@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/egret-proxy/egret/allowlists"
+	"github.com/egret-proxy/egret/logsink"
+	"github.com/egret-proxy/egret/telemetry"
 )
 
 const (
@@ -27,8 +29,11 @@ func (l *loader) decode() {
 	c.Mode = l.mode(l.get("mode"))
 	c.DecisionLog = l.decisionLog()
 	val, src, p := l.get("decision_log_max_size")
-	if c.DecisionLogMaxSize = l.sizeRange(val, src, p, 0, 1<<40); c.DecisionLogMaxSize%mib != 0 {
+	switch c.DecisionLogMaxSize = l.sizeRange(val, src, p, 0, 1<<40); {
+	case c.DecisionLogMaxSize%mib != 0:
 		l.bad(src, p, "%s: rotate in whole MiB (e.g. 100MiB), or 0 for SIGUSR1 only", formatSize(c.DecisionLogMaxSize))
+	case c.DecisionLogMaxSize > 0 && (c.DecisionLog == "-" || c.DecisionLog == "otlp" || logsink.IsSyslog(c.DecisionLog)):
+		l.bad(src, p, "rotation is for a decision log file; decision_log is %s", c.DecisionLog)
 	}
 	val, src, p = l.get("decision_log_keep")
 	c.DecisionLogKeep = l.intRange(val, src, p, 1, 100000)
@@ -107,12 +112,24 @@ func (l *loader) mode(val any, src source, p path) string {
 	return s
 }
 
-// decisionLog decodes "-" or a file in an existing directory.
+// decisionLog decodes "-", a syslog server (syslog://HOST:PORT,
+// syslog+udp://HOST:PORT), otlp (the OTLP collector of the environment),
+// or a file in an existing directory.
 func (l *loader) decisionLog() string {
 	val, src, p := l.get("decision_log")
 	s, ok := l.str(val, src, p)
 	switch {
 	case !ok || s == "-":
+	case logsink.IsSyslog(s):
+		if _, _, _, err := logsink.ParseSyslog(s); err != nil {
+			l.bad(src, p, "%v", err)
+		}
+	case s == "otlp":
+		if !telemetry.LogsConfigured() {
+			l.bad(src, p, "otlp sends decisions to the OTLP collector: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)")
+		}
+	case strings.Contains(s, "://"):
+		l.bad(src, p, "%q: a network sink is syslog://HOST:PORT, syslog+udp://HOST:PORT or otlp", s)
 	case s == "":
 		l.bad(src, p, "want - (standard output) or a file path")
 	case isDir(s):

@@ -53,15 +53,9 @@ type Telemetry struct {
 // the SDK still gives each one a fresh trace ID, and a span that is not
 // sampled records nothing, so the data path pays only for the IDs.
 func New(ctx context.Context, version string) (*Telemetry, error) {
-	res, err := resource.New(ctx,
-		resource.WithAttributes(
-			attribute.String("service.name", "egret"),
-			attribute.String("service.version", version)),
-		resource.WithTelemetrySDK(),
-		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES override the defaults
-	)
+	res, err := newResource(ctx, version)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: resource: %w", err)
+		return nil, err
 	}
 	protocol, err := exportProtocol()
 	if err != nil {
@@ -91,6 +85,23 @@ func New(ctx context.Context, version string) (*Telemetry, error) {
 		instruments: m.instruments,
 	}
 	return t, nil
+}
+
+// newResource is what egret's spans, metrics and log records say about
+// the process: service.name egret and its version, unless
+// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise.
+func newResource(ctx context.Context, version string) (*resource.Resource, error) {
+	res, err := resource.New(ctx,
+		resource.WithAttributes(
+			attribute.String("service.name", "egret"),
+			attribute.String("service.version", version)),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES override the defaults
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	return res, nil
 }
 
 // Nop returns telemetry that exports nothing and measures nothing, whose

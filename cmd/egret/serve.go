@@ -18,6 +18,7 @@ import (
 	"github.com/egret-proxy/egret/allowlists"
 	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/internal/tlsfiles"
+	"github.com/egret-proxy/egret/logsink"
 	"github.com/egret-proxy/egret/proxy"
 	"github.com/egret-proxy/egret/telemetry"
 	"github.com/spf13/cobra"
@@ -94,7 +95,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		closeAll()
 		return &exitError{code: 2, err: err}
 	}
-	dlog, err := proxy.OpenDecisionLog(cfg.DecisionLog, cfg.DecisionLogMaxSize, cfg.DecisionLogKeep)
+	dlog, err := openDecisionLog(cfg)
 	if err != nil {
 		closeAll()
 		return &exitError{code: 2, err: err}
@@ -122,7 +123,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		for range usr1 {
 			if err := dlog.Rotate(); err != nil {
 				fmt.Fprintf(stderr, "egret: rotating the decision log: %v\n", err)
-			} else if cfg.DecisionLog != "-" {
+			} else if isFileLog(cfg.DecisionLog) {
 				fmt.Fprintf(stderr, "egret: SIGUSR1: decision log rotated; writing a new %s\n", cfg.DecisionLog)
 			}
 		}
@@ -223,6 +224,37 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	stopTelemetry(tel, stderr)
 	fmt.Fprintln(stderr, "egret: stopped")
 	return nil
+}
+
+// decisionLogTimeout bounds one delivery of a decision line to a syslog
+// server (dial or write); past it the request is refused with 503.
+const decisionLogTimeout = 5 * time.Second
+
+// openDecisionLog opens the decision log's sink: standard output, a file,
+// a syslog server (syslog://, syslog+udp://) or the OTLP collector
+// (otlp).
+func openDecisionLog(cfg *config.Config) (*proxy.DecisionLog, error) {
+	switch {
+	case logsink.IsSyslog(cfg.DecisionLog):
+		s, err := logsink.DialSyslog(cfg.DecisionLog, decisionLogTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return proxy.NewDecisionLog(s, s), nil
+	case cfg.DecisionLog == "otlp":
+		s, err := telemetry.NewLogSink(context.Background(), version)
+		if err != nil {
+			return nil, err
+		}
+		return proxy.NewDecisionLog(s, s), nil
+	}
+	return proxy.OpenDecisionLog(cfg.DecisionLog, cfg.DecisionLogMaxSize, cfg.DecisionLogKeep)
+}
+
+// isFileLog reports whether the decision log is a file (the sink SIGUSR1
+// rotates).
+func isFileLog(target string) bool {
+	return target != "-" && target != "otlp" && !logsink.IsSyslog(target)
 }
 
 // httpsFrontDoor reads the HTTPS proxy listener's certificate, key and

@@ -21,14 +21,18 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// Receiver is an OTLP/HTTP trace endpoint (POST /v1/traces, protobuf or
-// JSON) on 127.0.0.1. It keeps every span it decodes.
+// Receiver is an OTLP/HTTP trace and log endpoint (POST /v1/traces,
+// protobuf or JSON; POST /v1/logs, protobuf) on 127.0.0.1. It keeps every
+// span and log record it decodes. SetLogsDown makes it answer log exports
+// 503, as a collector that cannot take them does.
 type Receiver struct {
 	URL string // base URL, for OTEL_EXPORTER_OTLP_ENDPOINT
 
@@ -37,6 +41,8 @@ type Receiver struct {
 	requests     int
 	contentTypes []string // of the exports decoded
 	spans        []*tracepb.Span
+	logs         []*logspb.LogRecord
+	logsDown     bool
 	arrived      chan struct{} // signalled after each request
 }
 
@@ -54,6 +60,10 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.requests++
 	r.mu.Unlock()
 	defer r.signal()
+	if req.Method == http.MethodPost && req.URL.Path == "/v1/logs" {
+		r.serveLogs(w, req)
+		return
+	}
 	if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" {
 		http.Error(w, "not an OTLP trace export", http.StatusNotFound)
 		return
@@ -88,6 +98,58 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	out, _ := marshal(&coltracepb.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", contentType)
 	w.Write(out)
+}
+
+func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	down := r.logsDown
+	r.mu.Unlock()
+	if down {
+		http.Error(w, "collector unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	var body io.Reader = req.Body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	b, err := io.ReadAll(body)
+	var export collogspb.ExportLogsServiceRequest
+	if err == nil {
+		err = proto.Unmarshal(b, &export)
+	}
+	if err != nil {
+		http.Error(w, "not an ExportLogsServiceRequest: "+fmt.Sprint(err), http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	for _, rl := range export.ResourceLogs {
+		for _, sl := range rl.ScopeLogs {
+			r.logs = append(r.logs, sl.LogRecords...)
+		}
+	}
+	r.mu.Unlock()
+	out, _ := proto.Marshal(&collogspb.ExportLogsServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.Write(out)
+}
+
+// SetLogsDown makes log exports fail with 503 (down) or succeed again.
+func (r *Receiver) SetLogsDown(down bool) {
+	r.mu.Lock()
+	r.logsDown = down
+	r.mu.Unlock()
+}
+
+// Logs returns the log records received so far.
+func (r *Receiver) Logs() []*logspb.LogRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*logspb.LogRecord(nil), r.logs...)
 }
 
 // Add keeps the spans of an export request (for receivers of other
