@@ -9,6 +9,14 @@
 # `docker buildx build --platform linux/amd64,linux/arm64 .` needs no emulation.
 
 ARG GO_VERSION=1.26
+# The proxy's base image. The default is distroless; a test builds on
+# scratch, offline (deploy/image_test.go).
+ARG BASE=gcr.io/distroless/static-debian12:nonroot
+# Where the proxy's binary comes from: the build stage (the default), or
+# "prebuilt", bin/egret of `make build` in a build context that holds it
+# (the repository's .dockerignore leaves bin/ out, so the test makes its
+# own context).
+ARG BINARY=build
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
@@ -22,6 +30,12 @@ ENV CGO_ENABLED=0
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/egret ./cmd/egret
+
+# A binary built outside, by `make build`.
+FROM scratch AS prebuilt
+COPY bin/egret /out/egret
+
+FROM ${BINARY} AS binary
 
 # The init container that installs the redirect in a pod's network
 # namespace (deploy/kubernetes/sidecar.yaml). It runs once, as root with
@@ -37,8 +51,8 @@ CMD ["--help"]
 
 # The proxy. No shell, no package manager, nothing but the binary and CA
 # certificates; the numeric user lets Kubernetes check runAsNonRoot.
-FROM gcr.io/distroless/static-debian12:nonroot AS egret
-COPY --from=build /out/egret /usr/local/bin/egret
+FROM ${BASE} AS egret
+COPY --from=binary /out/egret /usr/local/bin/egret
 USER 65532:65532
 # 3128 explicit proxy, 3129 transparent listener, 9090 /healthz /readyz.
 EXPOSE 3128 3129 9090

@@ -12,11 +12,18 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
-// There is no Docker engine to build the image with here, so the
-// Dockerfile is checked by BuildKit's own parser and linter: the stages,
-// a static build, the distroless nonroot base and a numeric user.
+// The Dockerfile is checked by BuildKit's own parser and linter: the
+// stages, a static build, the distroless nonroot base and a numeric user.
+// deploy/image_test.go builds and runs the image with podman.
 
 func parseDockerfile(t *testing.T) []instructions.Stage {
+	stages, _ := parseDockerfileArgs(t)
+	return stages
+}
+
+// parseDockerfileArgs also returns the ARGs before the first FROM, with
+// their defaults.
+func parseDockerfileArgs(t *testing.T) ([]instructions.Stage, map[string]string) {
 	t.Helper()
 	f, err := os.Open("../Dockerfile")
 	if err != nil {
@@ -33,11 +40,19 @@ func parseDockerfile(t *testing.T) []instructions.Stage {
 	lint := linter.New(&linter.Config{Warn: func(rule, desc, _, msg string, loc []parser.Range) {
 		t.Errorf("Dockerfile: lint %s at %v: %s", rule, loc, msg)
 	}})
-	stages, _, err := instructions.Parse(res.AST, lint)
+	stages, metaArgs, err := instructions.Parse(res.AST, lint)
 	if err != nil {
 		t.Fatalf("Dockerfile: %v", err)
 	}
-	return stages
+	args := map[string]string{}
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			if kv.Value != nil {
+				args[kv.Key] = *kv.Value
+			}
+		}
+	}
+	return stages, args
 }
 
 func stage(t *testing.T, stages []instructions.Stage, name string) *instructions.Stage {
@@ -61,7 +76,7 @@ func commands[T instructions.Command](s *instructions.Stage) []T {
 }
 
 func TestDockerfile(t *testing.T) {
-	stages := parseDockerfile(t)
+	stages, args := parseDockerfileArgs(t)
 
 	build := stage(t, stages, "build")
 	if !strings.HasPrefix(build.BaseName, "golang:") {
@@ -81,9 +96,15 @@ func TestDockerfile(t *testing.T) {
 		t.Error("build stage has no RUN go build -o /out/egret ./cmd/egret")
 	}
 
+	// The proxy's base and its binary's stage are build arguments, so that
+	// deploy/image_test.go can build on scratch from `make build`; their
+	// defaults are distroless and the build stage.
 	final := &stages[len(stages)-1]
-	if final.BaseName != "gcr.io/distroless/static-debian12:nonroot" {
-		t.Errorf("final stage FROM %s, want gcr.io/distroless/static-debian12:nonroot", final.BaseName)
+	if final.BaseName != "${BASE}" || args["BASE"] != "gcr.io/distroless/static-debian12:nonroot" {
+		t.Errorf("final stage FROM %s with BASE=%q, want ${BASE} defaulting to gcr.io/distroless/static-debian12:nonroot", final.BaseName, args["BASE"])
+	}
+	if binary := stage(t, stages, "binary"); binary.BaseName != "${BINARY}" || args["BINARY"] != "build" {
+		t.Errorf("binary stage FROM %s with BINARY=%q, want ${BINARY} defaulting to build", binary.BaseName, args["BINARY"])
 	}
 	users := commands[*instructions.UserCommand](final)
 	if len(users) == 0 {
@@ -94,10 +115,10 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("final USER %q: want the numeric uid %d, so that runAsNonRoot can be checked", users[len(users)-1].User, egretUID)
 	}
 	copied := slices.ContainsFunc(commands[*instructions.CopyCommand](final), func(c *instructions.CopyCommand) bool {
-		return c.From == "build" && slices.Equal(c.SourcePaths, []string{"/out/egret"}) && c.DestPath == "/usr/local/bin/egret"
+		return c.From == "binary" && slices.Equal(c.SourcePaths, []string{"/out/egret"}) && c.DestPath == "/usr/local/bin/egret"
 	})
 	if !copied {
-		t.Error("final stage does not COPY --from=build /out/egret /usr/local/bin/egret")
+		t.Error("final stage does not COPY --from=binary /out/egret /usr/local/bin/egret")
 	}
 	if len(commands[*instructions.RunCommand](final)) != 0 {
 		t.Error("final stage has a RUN: distroless has no shell")
