@@ -27,9 +27,7 @@ func TestServeHTTPSProxyReloadsItsCertificate(t *testing.T) {
 	cfg := "product: [netapp-connector-aws]\nclients:\n  - name: connector\n    cert_subject: CN=connector-a,O=Example\n    products: [local]\n"
 	tlsAddr := freeAddr(t)
 	s := startServe(t, cfg, port, "--listen-tls", tlsAddr, "--tls-cert", first.CertFile, "--tls-key", first.KeyFile, "--client-ca", clients.File)
-	if !strings.Contains(s.stderr.String(), "egret: HTTPS proxy on "+tlsAddr) {
-		t.Errorf("stderr does not announce the HTTPS listener:\n%s", s.stderr.String())
-	}
+	s.waitFor(func() bool { return strings.Contains(s.stderr.String(), "egret: HTTPS proxy on "+tlsAddr) }, "the HTTPS listener announced")
 
 	dial := func() (*tls.Conn, *bufio.Reader, int) {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr,
