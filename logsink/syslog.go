@@ -41,7 +41,7 @@ type Syslog struct {
 	buf        []byte // the message being sent, reused
 	conn       net.Conn
 	raw        syscall.RawConn // conn's descriptor, for the closed-peer check
-	retryAfter time.Time // no dial before this after a failed one
+	retryAfter time.Time       // no dial before this after a failed one
 	lastErr    error
 }
 

@@ -109,7 +109,9 @@ func logValue(v *fastjson.Value) attribute.Value {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		kvs := make([]attribute.KeyValue, 0, o.Len())
-		o.Visit(func(k []byte, e *fastjson.Value) { kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(k), Value: logValue(e)}) })
+		o.Visit(func(k []byte, e *fastjson.Value) {
+			kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(k), Value: logValue(e)})
+		})
 		return attribute.MapValue(kvs...)
 	case fastjson.TypeArray:
 		a, _ := v.Array()
@@ -151,5 +153,5 @@ func (p *syncExport) OnEmit(ctx context.Context, r *sdklog.Record) error {
 }
 
 func (p *syncExport) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
-func (p *syncExport) Shutdown(ctx context.Context) error                      { return p.exp.Shutdown(ctx) }
-func (p *syncExport) ForceFlush(ctx context.Context) error                    { return p.exp.ForceFlush(ctx) }
+func (p *syncExport) Shutdown(ctx context.Context) error                     { return p.exp.Shutdown(ctx) }
+func (p *syncExport) ForceFlush(ctx context.Context) error                   { return p.exp.ForceFlush(ctx) }
