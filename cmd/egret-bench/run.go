@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 
 type runOpts struct {
 	proxy        string
+	proxyCA      string
 	target       string
 	pid          int
 	scenarios    []string
@@ -46,6 +49,7 @@ func newRunCmd() *cobra.Command {
 --proxy, which is one of:
 
   http://HOST:PORT  an explicit HTTP proxy (CONNECT for tunnels, absolute-form for plain HTTP)
+  https://HOST:PORT the same over TLS to the proxy (--proxy-ca), one full handshake per connection
   direct            no proxy: the physical limit
   relay             the built-in bare splice relay, started as a child process (the user-space limit)
   transparent       dial --dial-addr as if direct; a redirect (iptables/nftables) sends it to the proxy
@@ -61,7 +65,8 @@ RSS and descriptors are sampled around each scenario.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.proxy, "proxy", "direct", "http://HOST:PORT, direct, relay or transparent")
+	f.StringVar(&o.proxy, "proxy", "direct", "http://HOST:PORT, https://HOST:PORT, direct, relay or transparent")
+	f.StringVar(&o.proxyCA, "proxy-ca", "", "PEM file of the CA that signed an https:// proxy's certificate")
 	f.StringVar(&o.target, "target", "", "name of this target in the report (default: from --proxy)")
 	f.IntVar(&o.pid, "proxy-pid", 0, "PID of the proxy, for CPU, RSS and descriptors from /proc")
 	f.StringSliceVar(&o.scenarios, "scenarios", bench.Scenarios, "scenarios to run, in this order")
@@ -120,10 +125,15 @@ func runRun(cmd *cobra.Command, o runOpts) error {
 		client.Kind, client.ProxyAddr, pid = bench.KindExplicit, relay.addr, relay.cmd.Process.Pid
 	default:
 		u, err := url.Parse(o.proxy)
-		if err != nil || u.Scheme != "http" || u.Port() == "" {
-			return fmt.Errorf("--proxy %q: want http://HOST:PORT, direct, relay or transparent", o.proxy)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" {
+			return fmt.Errorf("--proxy %q: want http://HOST:PORT, https://HOST:PORT, direct, relay or transparent", o.proxy)
 		}
 		client.Kind, client.ProxyAddr = bench.KindExplicit, u.Host
+		if u.Scheme == "https" {
+			if client.ProxyTLS, err = proxyTLS(u.Hostname(), o.proxyCA); err != nil {
+				return err
+			}
+		}
 	}
 	if target == "" {
 		target = o.proxy
@@ -184,4 +194,21 @@ func startRelay(dialHost string, cpu int, fdLimit uint64) (*relayProcess, error)
 func (r *relayProcess) stop() {
 	r.cmd.Process.Kill()
 	r.cmd.Wait()
+}
+
+// proxyTLS is the client config for an https:// proxy named host, trusting
+// the CAs in caFile.
+func proxyTLS(host, caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, fmt.Errorf("an https:// proxy needs --proxy-ca")
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--proxy-ca %s: no PEM certificate", caFile)
+	}
+	return &tls.Config{ServerName: host, RootCAs: pool}, nil
 }

@@ -33,11 +33,15 @@ const (
 type Client struct {
 	Kind      string
 	ProxyAddr string // explicit: the proxy's host:port
-	Host      string // the name asked for (CONNECT authority, SNI, Host)
-	DenyHost  string // a name the proxy's policy denies
-	Addr      string // direct, transparent: the address dialled (the upstream's, or one a redirect catches)
-	Ports     []int  // the upstreams' ports, indexed upStream…upHTTP
-	Roots     *x509.CertPool
+	// ProxyTLS, when set, makes the connection to the proxy TLS (an
+	// https:// proxy): each operation's connection has its own full
+	// handshake, as a client without session resumption has.
+	ProxyTLS *tls.Config
+	Host     string // the name asked for (CONNECT authority, SNI, Host)
+	DenyHost string // a name the proxy's policy denies
+	Addr     string // direct, transparent: the address dialled (the upstream's, or one a redirect catches)
+	Ports    []int  // the upstreams' ports, indexed upStream…upHTTP
+	Roots    *x509.CertPool
 
 	hello, denyHello []byte
 	dialer           net.Dialer
@@ -67,7 +71,7 @@ func (c *Client) openWithin(up int, host string, timeout time.Duration) (net.Con
 	if c.Kind != KindExplicit {
 		return c.dial(net.JoinHostPort(c.Addr, strconv.Itoa(c.Ports[up])), timeout)
 	}
-	conn, err := c.dial(c.ProxyAddr, timeout)
+	conn, err := c.dialProxy(timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +96,20 @@ func (c *Client) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
 	return conn, nil
+}
+
+// dialProxy connects to the proxy, over TLS for an https:// proxy.
+func (c *Client) dialProxy(timeout time.Duration) (net.Conn, error) {
+	conn, err := c.dial(c.ProxyAddr, timeout)
+	if err != nil || c.ProxyTLS == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, c.ProxyTLS)
+	if err := tc.Handshake(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS to the proxy: %w", err)
+	}
+	return tc, nil
 }
 
 // connect sends CONNECT authority and reads the response head.
@@ -182,7 +200,7 @@ func (c *Client) opDeny() error {
 		}
 		return err
 	}
-	conn, err := c.dial(c.ProxyAddr, opTimeout)
+	conn, err := c.dialProxy(opTimeout)
 	if err != nil {
 		return err
 	}
@@ -214,11 +232,13 @@ func (c *Client) newHTTPSession() *httpSession {
 
 func (s *httpSession) do() error {
 	if s.conn == nil {
-		addr := s.c.ProxyAddr
-		if s.c.Kind != KindExplicit {
-			addr = net.JoinHostPort(s.c.Addr, strconv.Itoa(s.c.Ports[upHTTP]))
+		var conn net.Conn
+		var err error
+		if s.c.Kind == KindExplicit {
+			conn, err = s.c.dialProxy(opTimeout)
+		} else {
+			conn, err = s.c.dial(net.JoinHostPort(s.c.Addr, strconv.Itoa(s.c.Ports[upHTTP])), opTimeout)
 		}
-		conn, err := s.c.dial(addr, opTimeout)
 		if err != nil {
 			return err
 		}
