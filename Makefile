@@ -5,7 +5,7 @@ FUZZTIME ?= 20s
 BENCHTIME ?= 200ms
 SOAK_TUNNELS ?= 10000
 
-.PHONY: help build run test check fuzz soak bench bench-review bench-peers bench-ab bench-dns lint tidy-check
+.PHONY: help build run test check fuzz soak bench bench-review bench-peers bench-ab bench-tail bench-dns lint tidy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench-peers: ## (root) egret vs Squid, tinyproxy, a bare relay and direct; write
 
 bench-ab: ## egret's per-connection cost at BASE (default HEAD~1) and the working tree, alternating rounds, plus the HTTPS listener (docs/BENCHMARKS.md)
 	scripts/bench-ab.sh
+
+bench-tail: ## (root) the transparent listener's c=1 tail after bursts of redirected connections: egret restarted, conntrack flushed (GW_SYSCTLS)
+	scripts/bench-transparent-tail.sh
 
 bench-dns: ## egret's DNS door vs dnsmasq (no cache, cache, logging) on loopback: queries/s, CPU/query (docs/BENCHMARKS.md)
 	scripts/bench-dns.sh
