@@ -318,17 +318,31 @@ func checkScriptLines(t *testing.T, got []string, tunnelPath string, denied func
 	}
 }
 
-func TestHTTPSProxyPython(t *testing.T) {
-	python := pythonWithUrllib3(t)
-	fd := newFrontDoor(t, false)
-	for _, cc := range fd.certCases() {
-		t.Run(cc.name, func(t *testing.T) {
-			got := scriptClient(t, fd, []string{python, filepath.Join("testdata", "python", "https_proxy_client.py")}, cc.leaf,
-				fd.allowedURL("/python-"+cc.name), fmt.Sprintf("http://example.com:%d/python-plain", fd.httpPort), fd.deniedURL())
-			checkScriptLines(t, got, "/python-"+cc.name, func(s string) bool {
-				return strings.HasPrefix(s, "ERROR") && strings.Contains(s, "403")
-			})
-			fd.checkLog(t, cc.identity)
+// TestHTTPSProxyScriptClients runs Python's urllib3 and Node's undici,
+// each as a program of its own in testdata, through the HTTPS listener.
+func TestHTTPSProxyScriptClients(t *testing.T) {
+	for _, client := range []struct {
+		name   string
+		argv   func(*testing.T) []string
+		script string
+	}{
+		{"python", func(t *testing.T) []string { return []string{pythonWithUrllib3(t)} }, filepath.Join("testdata", "python", "https_proxy_client.py")},
+		{"node", func(t *testing.T) []string { return []string{nodeWithUndici(t)} }, filepath.Join("testdata", "node", "https_proxy_client.mjs")},
+	} {
+		t.Run(client.name, func(t *testing.T) {
+			argv := append(client.argv(t), client.script)
+			fd := newFrontDoor(t, false)
+			for _, cc := range fd.certCases() {
+				t.Run(cc.name, func(t *testing.T) {
+					path := "/" + client.name + "-" + cc.name
+					got := scriptClient(t, fd, argv, cc.leaf,
+						fd.allowedURL(path), fmt.Sprintf("http://example.com:%d/%s-plain", fd.httpPort, client.name), fd.deniedURL())
+					checkScriptLines(t, got, path, func(s string) bool {
+						return strings.HasPrefix(s, "ERROR") && strings.Contains(s, "403")
+					})
+					fd.checkLog(t, cc.identity)
+				})
+			}
 		})
 	}
 }
@@ -352,21 +366,6 @@ func pythonWithUrllib3(t *testing.T) string {
 	}
 	t.Skip("no python3 with urllib3 >= 1.26")
 	return ""
-}
-
-func TestHTTPSProxyNode(t *testing.T) {
-	node := nodeWithUndici(t)
-	fd := newFrontDoor(t, false)
-	for _, cc := range fd.certCases() {
-		t.Run(cc.name, func(t *testing.T) {
-			got := scriptClient(t, fd, []string{node, filepath.Join("testdata", "node", "https_proxy_client.mjs")}, cc.leaf,
-				fd.allowedURL("/node-"+cc.name), fmt.Sprintf("http://example.com:%d/node-plain", fd.httpPort), fd.deniedURL())
-			checkScriptLines(t, got, "/node-"+cc.name, func(s string) bool {
-				return strings.HasPrefix(s, "ERROR") && strings.Contains(s, "403")
-			})
-			fd.checkLog(t, cc.identity)
-		})
-	}
 }
 
 // nodeWithUndici returns node once testdata/node has its undici (npm ci

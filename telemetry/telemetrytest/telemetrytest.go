@@ -68,16 +68,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not an OTLP trace export", http.StatusNotFound)
 		return
 	}
-	var body io.Reader = req.Body
-	if req.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
+	b, err := readBody(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -108,16 +99,7 @@ func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "collector unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	var body io.Reader = req.Body
-	if req.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
+	b, err := readBody(req)
 	var export collogspb.ExportLogsServiceRequest
 	if err == nil {
 		err = proto.Unmarshal(b, &export)
@@ -136,6 +118,19 @@ func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
 	out, _ := proto.Marshal(&collogspb.ExportLogsServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	w.Write(out)
+}
+
+// readBody reads an export's body, gunzipped if it came compressed.
+func readBody(req *http.Request) ([]byte, error) {
+	var body io.Reader = req.Body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		body = zr
+	}
+	return io.ReadAll(body)
 }
 
 // SetLogsDown makes log exports fail with 503 (down) or succeed again.
