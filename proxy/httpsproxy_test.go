@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/internal/testpki"
 	"github.com/egret-proxy/egret/internal/tlsfiles"
 	"github.com/pires/go-proxyproto"
@@ -48,7 +48,7 @@ func newFrontDoor(t *testing.T, require bool, more ...func(*Rules)) *frontDoor {
 	fd.backup = fd.clients.Client("backup", pkix.Name{CommonName: "not-a-client-name"}, "spiffe://example.org/ns/ops/sa/backup")
 	fd.stranger = testpki.NewCA(t, "stranger").Client("stranger", pkix.Name{CommonName: "connector-a", Organization: []string{"Example"}})
 	files, err := tlsfiles.New(tlsfiles.Options{CertFile: srv.CertFile, KeyFile: srv.KeyFile,
-		ClientCAFile: fd.clients.File, RequireClientCert: require, LoadCertPool: loadPool})
+		ClientCAFile: fd.clients.File, RequireClientCert: require, LoadCertPool: config.LoadCertPool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,18 +66,6 @@ func newFrontDoor(t *testing.T, require bool, more ...func(*Rules)) *frontDoor {
 	}})
 	fd.originCA = writeUpstreamCA(t, fd.harness)
 	return fd
-}
-
-func loadPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no certificate", file)
-	}
-	return p, nil
 }
 
 func (fd *frontDoor) proxyURL() string { return "https://" + fd.tlsAddr }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/internal/bench"
 	"github.com/spf13/cobra"
 )
@@ -202,13 +202,9 @@ func proxyTLS(host, caFile string) (*tls.Config, error) {
 	if caFile == "" {
 		return nil, fmt.Errorf("an https:// proxy needs --proxy-ca")
 	}
-	b, err := os.ReadFile(caFile)
+	pool, err := config.LoadCertPool(caFile)
 	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("--proxy-ca %s: no PEM certificate", caFile)
+		return nil, fmt.Errorf("--proxy-ca: %w", err)
 	}
 	return &tls.Config{ServerName: host, RootCAs: pool}, nil
 }
