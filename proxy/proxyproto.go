@@ -45,6 +45,25 @@ func socketOf(c net.Conn) net.Conn {
 	return c
 }
 
+// afterHeaderRead is what an explicit tunnel copies from and to: beneath a
+// PROXY header, the accepted socket itself. Through go-proxyproto's Conn a
+// tunnel can neither wait in the netpoller nor splice(2) from the client,
+// and an idle one holds a 32 KiB copy buffer (21.8 KiB RSS per idle
+// tunnel against 14.0, measured with 1,000 tunnels). Reading the socket
+// directly loses nothing once go-proxyproto's own buffer is empty. It
+// holds at most 256 bytes, and it is emptied, then dropped, by the first
+// read that asks for at least as many. The explicit listener's header
+// reader asks for at least 1 KiB on its first read, so by the time a
+// CONNECT is answered go-proxyproto reads straight from the socket. Only
+// the explicit listener may call this: the transparent one reads its
+// first byte alone.
+func afterHeaderRead(c net.Conn) net.Conn {
+	if pc, ok := c.(*proxyproto.Conn); ok {
+		return pc.Raw()
+	}
+	return c
+}
+
 // isProxyHeaderError reports whether err is a PROXY header refused by the
 // policy of AcceptProxyProtocol, or one that did not parse.
 func isProxyHeaderError(err error) bool {
