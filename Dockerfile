@@ -54,8 +54,9 @@ CMD ["--help"]
 FROM ${BASE} AS egret
 COPY --from=binary /out/egret /usr/local/bin/egret
 USER 65532:65532
-# 3128 explicit proxy, 3129 transparent listener, 9090 /healthz /readyz.
-EXPOSE 3128 3129 9090
+# 3128 explicit proxy, 3129 transparent listener, 3130 HTTPS proxy (--listen-tls :3130),
+# 9090 /healthz /readyz.
+EXPOSE 3128 3129 3130 9090
 ENTRYPOINT ["/usr/local/bin/egret"]
 # In a container the admin endpoints must be reachable by probes.
 CMD ["serve", "--admin", ":9090"]

@@ -37,7 +37,7 @@ func (l *loader) tlsFrontDoor(c *Config) {
 			{c.RequireClientCert, reqSrc, reqPath, "require_client_cert"},
 		} {
 			if k.set {
-				l.bad(k.src, k.p, "%s is for the HTTPS proxy listener: set listen_tls too (e.g. listen_tls: :3129)", k.name)
+				l.bad(k.src, k.p, "%s is for the HTTPS proxy listener: set listen_tls too (e.g. listen_tls: :3130)", k.name)
 			}
 		}
 		return
