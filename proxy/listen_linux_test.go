@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"syscall"
 	"testing"
@@ -40,5 +41,44 @@ func TestListenKeepAliveInherited(t *testing.T) {
 				t.Errorf("%s: accepted socket option %d/%d = %d (%v), want %d", network, o.level, o.opt, got, getErr, o.value)
 			}
 		}
+	}
+}
+
+// TestProbeNoAllocs: asking a tunnel's socket what is queued, in both of
+// the probe's outcomes (bytes queued; the end of the stream), allocates
+// nothing: a tunnel asks before every burst.
+func TestProbeNoAllocs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := newProbe(c)
+	if p == nil {
+		t.Fatal("no probe for a TCP connection")
+	}
+	peer.Write([]byte("0123456789"))
+	waitFor(t, "the bytes to arrive", func() bool { n, _, _ := p.pending(); return n == 10 })
+	if a := testing.AllocsPerRun(1000, func() { p.pending() }); a != 0 {
+		t.Errorf("pending with bytes queued: %.1f allocations, want 0", a)
+	}
+	io.ReadFull(c, make([]byte, 10))
+	peer.(*net.TCPConn).CloseWrite()
+	waitFor(t, "the end of stream", func() bool { n, ok, err := p.pending(); return ok && n == 0 && err == nil })
+	if a := testing.AllocsPerRun(1000, func() { p.pending() }); a != 0 {
+		t.Errorf("pending at the end of stream: %.1f allocations, want 0", a)
+	}
+	if n, ok, err := p.pending(); n != 0 || !ok || err != nil {
+		t.Errorf("at the end of stream: %d %v %v", n, ok, err)
 	}
 }

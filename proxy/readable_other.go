@@ -4,6 +4,10 @@ package proxy
 
 import "net"
 
-// pending is the Linux wait-before-splice; elsewhere tunnels copy without
+// probe is the Linux wait-before-splice; elsewhere tunnels copy without
 // waiting first.
-func pending(net.Conn) (int, bool, error) { return 0, false, nil }
+type probe struct{}
+
+func newProbe(net.Conn) *probe { return nil }
+
+func (*probe) pending() (int, bool, error) { return 0, false, nil }

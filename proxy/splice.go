@@ -44,18 +44,19 @@ func (a *activity) quiet(d time.Duration) bool {
 }
 
 // copyDirection copies src to dst; see tunnel. Between bursts it waits
-// for data without holding splice pipes (see pending), then moves what is
+// for data without holding splice pipes (see probe), then moves what is
 // queued, at most spliceChunk at a time so the idle deadline is re-armed.
 // On an error other than EOF it closes both connections so the other
 // direction ends too.
 func copyDirection(dst, src net.Conn, idle time.Duration, t *activity, a, b net.Conn) int64 {
 	var total int64
+	probe := newProbe(src)
 	for {
 		if idle > 0 {
 			src.SetReadDeadline(time.Now().Add(idle))
 		}
 		limit := int64(spliceChunk)
-		queued, waited, err := pending(src)
+		queued, waited, err := probe.pending()
 		if err == nil && waited && queued == 0 { // end of stream: no splice needed to learn it
 			closeWrite(dst)
 			return total
