@@ -7,9 +7,9 @@
 # waits for TIME_WAIT to drain. Prints p50/p99 with the conntrack and
 # TIME_WAIT counts at each step.
 #
-# GW_SYSCTLS (e.g. "net.ipv4.ip_local_port_range=1024 65535", several
-# separated by ';') are set in the gateway namespace first, to try a
-# kernel setting against the tail.
+# GW_SYSCTLS (e.g. "net.ipv4.tcp_max_tw_buckets=4096", several separated
+# by ';') are set in the gateway namespace first, CLIENT_SYSCTLS in the
+# client's, to try a kernel setting against the tail.
 #
 # Needs root, iptables, conntrack (Debian: conntrack). Only addresses of
 # the two namespaces it creates are dialled.
@@ -46,6 +46,10 @@ IFS=';' read -ra sysctls <<<"${GW_SYSCTLS:-}"
 for kv in "${sysctls[@]}"; do
   [ -n "$kv" ] && ip netns exec $ns_gw sysctl -q -w "$kv"
 done
+IFS=';' read -ra sysctls <<<"${CLIENT_SYSCTLS:-}"
+for kv in "${sysctls[@]}"; do
+  [ -n "$kv" ] && ip netns exec $ns_cl sysctl -q -w "$kv"
+done
 echo "gateway: $(ip netns exec $ns_gw sysctl -n net.ipv4.ip_local_port_range | tr '\t' ' ') ephemeral ports, tcp_tw_reuse=$(ip netns exec $ns_gw sysctl -n net.ipv4.tcp_tw_reuse)"
 ip netns exec $ns_cl sh -e -c "
   ip link set lo up; ip link set vcltail name vcl up
@@ -79,18 +83,29 @@ run() {
     --upstream-netns $ns_gw --upstream-host 127.0.0.1 --dial-addr $remote -o "$tmp/$n-$2.json" 2>&1 | grep -E " $1 " || true
 }
 step() { echo "== $1 ($(state))"; }
+# counters: what the TCP stacks of both namespaces counted since the last
+# call (nstat keeps its history per namespace), for the drops and
+# retransmissions a tail could come from.
+counters() {
+  local ns
+  for ns in $ns_gw $ns_cl; do
+    ip netns exec $ns nstat -z 2>/dev/null | awk -v ns="$ns" '$1 ~ /ListenDrops|ListenOverflows|ReqQFullDrop|TimeWaitOverflow|PAWS|SynRetrans|TCPTimeouts|TW$|TWRecycled|TWKilled|TCPAbortOnData|TCPSYNChallenge|TCPChallengeACK|OutRsts|RetransSegs|TCPLossProbes/ && $2 > 0 {printf "  %s %s %s\n", ns, $1, $2}'
+  done
+}
 
 start_egret
-step "fresh egret, fresh namespaces"; run tls1 tls1-fresh
+counters >/dev/null
+step "fresh egret, fresh namespaces"; run tls1 tls1-fresh; counters
 for i in $(seq "${BENCH_CONNECT_RUNS:-2}"); do run connect connect-burst-$i; done
 step "after the connect bursts"
 # Whose TIME_WAIT sockets they are: by local address and port (the
 # listener, an upstream's port, or an ephemeral port of egret's dials).
 ip netns exec $ns_gw ss -Htan state time-wait | awk '{split($3, l, ":"); p = l[2] + 0; k = (p == '$tproxy_port') ? l[1] ":" p " (egret transparent, accepted)" : (p >= '$up_base' && p <= '$((up_base + 4))') ? l[1] ":" p " (an upstream)" : l[1] ":ephemeral (a dial of egret)"; n[k]++} END {for (k in n) print "  time-wait " n[k] " at " k}'
-run tls1 tls1-after-bursts
+counters >/dev/null
+run tls1 tls1-after-bursts; counters
 stop_egret; start_egret
 step "egret restarted, kernel state kept"; run tls1 tls1-restarted
 ip netns exec $ns_gw conntrack -F >/dev/null 2>&1 || true
 step "gateway conntrack flushed"; run tls1 tls1-conntrack-flushed
 for i in $(seq "${BENCH_CONNECT_RUNS:-2}"); do run connect connect-burst2-$i; done
-step "after the connect bursts again"; run tls1 tls1-after-bursts2
+step "after the connect bursts again"; counters >/dev/null; run tls1 tls1-after-bursts2; counters
