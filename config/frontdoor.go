@@ -2,10 +2,9 @@ package config
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
 	"strings"
+
+	"github.com/egret-proxy/egret/internal/tlsfiles"
 )
 
 // tlsFrontDoor decodes the HTTPS proxy listener's keys: listen_tls,
@@ -53,7 +52,7 @@ func (l *loader) tlsFrontDoor(c *Config) {
 		}
 	}
 	if c.ClientCA != "" {
-		if _, err := LoadCertPool(c.ClientCA); err != nil {
+		if _, err := tlsfiles.LoadCertPool(c.ClientCA); err != nil {
 			l.bad(caSrc, caPath, "%v", err)
 		}
 	}
@@ -61,40 +60,6 @@ func (l *loader) tlsFrontDoor(c *Config) {
 		l.bad(reqSrc, reqPath, "a client certificate is verified against client_ca: set client_ca too")
 	}
 }
-
-// LoadCertPool reads a PEM file of CA certificates; it fails when the file
-// holds none, so that a wrong file is not taken for "trust nothing".
-func LoadCertPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := b; ; {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, &certFileError{file, "a certificate does not parse: " + err.Error()}
-		}
-		pool.AddCert(cert)
-		n++
-	}
-	if n == 0 {
-		return nil, &certFileError{file, "no PEM CERTIFICATE block"}
-	}
-	return pool, nil
-}
-
-type certFileError struct{ file, why string }
-
-func (e *certFileError) Error() string { return e.file + ": " + e.why }
 
 // checkCertIdentity checks a client's cert_subject and cert_san: they need
 // client_ca (only a certificate verified against it names an identity),

@@ -25,7 +25,7 @@ func TestHTTPSListenerErrors(t *testing.T) {
 		{"key of another certificate", "listen_tls: :3129\ntls_cert: " + srv.CertFile + "\ntls_key: " + other.KeyFile, `egret.yaml:2: tls_cert: ` + srv.CertFile + ` with key ` + other.KeyFile + `: tls: private key does not match public key`},
 		{"certificate without listen_tls", "tls_cert: " + srv.CertFile, `egret.yaml:1: tls_cert: tls_cert is for the HTTPS proxy listener: set listen_tls too`},
 		{"require without listen_tls", "mode: enforce\nrequire_client_cert: true", `egret.yaml:2: require_client_cert: require_client_cert is for the HTTPS proxy listener`},
-		{"client CA not PEM", tlsKeys + "client_ca: " + srv.KeyFile, `egret.yaml:4: client_ca: ` + srv.KeyFile + `: no PEM CERTIFICATE block`},
+		{"client CA not PEM", tlsKeys + "client_ca: " + srv.KeyFile, `egret.yaml:4: client_ca: ` + srv.KeyFile + `: no PEM certificate in it`},
 		{"require without client CA", tlsKeys + "require_client_cert: true", `egret.yaml:4: require_client_cert: a client certificate is verified against client_ca: set client_ca too`},
 		{"cert_subject without client CA", tlsKeys + "clients:\n  - name: c\n    cert_subject: CN=c\n    products: [p]", `egret.yaml:6: clients[0].cert_subject: a client certificate names an identity only when it is verified: set client_ca`},
 		{"cert_subject not RFC 4514", certClient("    cert_subject: connector-a"), `egret.yaml:8: clients[0].cert_subject: "connector-a": want the whole subject as RFC 4514 text`},

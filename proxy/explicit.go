@@ -189,7 +189,7 @@ func (s *Server) connect(c net.Conn, hr *headerReader, r *Rules, d allowlists.De
 		}
 	}
 	hr.release() // the request head's buffer is not held for the tunnel's life
-	upBytes, down := s.splice(ev, afterHeaderRead(c), up, r.Limits.IdleTimeout)
+	upBytes, down := s.splice(ev, socketOf(c), up, r.Limits.IdleTimeout)
 	s.finish(ev, early+upBytes, down)
 }
 

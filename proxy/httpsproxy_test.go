@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/internal/testpki"
 	"github.com/egret-proxy/egret/internal/tlsfiles"
 	"github.com/pires/go-proxyproto"
@@ -48,7 +47,7 @@ func newFrontDoor(t *testing.T, require bool, more ...func(*Rules)) *frontDoor {
 	fd.backup = fd.clients.Client("backup", pkix.Name{CommonName: "not-a-client-name"}, "spiffe://example.org/ns/ops/sa/backup")
 	fd.stranger = testpki.NewCA(t, "stranger").Client("stranger", pkix.Name{CommonName: "connector-a", Organization: []string{"Example"}})
 	files, err := tlsfiles.New(tlsfiles.Options{CertFile: srv.CertFile, KeyFile: srv.KeyFile,
-		ClientCAFile: fd.clients.File, RequireClientCert: require, LoadCertPool: config.LoadCertPool})
+		ClientCAFile: fd.clients.File, RequireClientCert: require})
 	if err != nil {
 		t.Fatal(err)
 	}

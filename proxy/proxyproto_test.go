@@ -47,7 +47,7 @@ func TestProxyProtocolOnBothListeners(t *testing.T) {
 			t.Fatalf("CONNECT behind PROXY: %d", resp.StatusCode)
 		}
 		// The tunnel copies from the socket beneath the PROXY header
-		// (afterHeaderRead): a TLS session through it loses no byte.
+		// (socketOf): a TLS session through it loses no byte.
 		if body, err := getOverTLS(t, c, h.tlsConfig("example.com")); err != nil || body != "tls upstream: GET /via-sni" {
 			t.Fatalf("TLS through the tunnel behind PROXY: %q %v", body, err)
 		}
@@ -70,7 +70,7 @@ func TestProxyProtocolOnBothListeners(t *testing.T) {
 // beneath it, which it can wait on and splice from; the library then holds
 // no byte of the connection. A header, a CONNECT and early bytes sent in
 // one write all arrive where they belong.
-func TestAfterHeaderRead(t *testing.T) {
+func TestTunnelReadsTheSocketBeneathTheHeader(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,9 +103,9 @@ func TestAfterHeaderRead(t *testing.T) {
 	}
 	early := make([]byte, hr.br.Buffered())
 	hr.br.Read(early)
-	raw := afterHeaderRead(c)
+	raw := socketOf(c)
 	if _, ok := raw.(*net.TCPConn); !ok {
-		t.Fatalf("afterHeaderRead gave %T, want the *net.TCPConn", raw)
+		t.Fatalf("socketOf gave %T, want the *net.TCPConn", raw)
 	}
 	rest := make([]byte, 64)
 	n, _ := io.ReadAtLeast(raw, rest, len(" and later ones"))

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/internal/bench"
+	"github.com/egret-proxy/egret/internal/tlsfiles"
 	"github.com/spf13/cobra"
 )
 
@@ -202,7 +202,7 @@ func proxyTLS(host, caFile string) (*tls.Config, error) {
 	if caFile == "" {
 		return nil, fmt.Errorf("an https:// proxy needs --proxy-ca")
 	}
-	pool, err := config.LoadCertPool(caFile)
+	pool, err := tlsfiles.LoadCertPool(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("--proxy-ca: %w", err)
 	}

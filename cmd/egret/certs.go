@@ -1,12 +1,10 @@
 package main
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/egret-proxy/egret/allowlists"
 	"github.com/egret-proxy/egret/certs"
 	"github.com/egret-proxy/egret/config"
+	"github.com/egret-proxy/egret/internal/tlsfiles"
 	"github.com/egret-proxy/egret/proxy"
 	"github.com/spf13/cobra"
 )
@@ -169,14 +168,11 @@ func buildIntercept(cfg *config.Config) (*proxy.Intercept, error) {
 		ic.Hosts = append(ic.Hosts, p)
 	}
 	if cfg.UpstreamCA != "" {
-		pem, err := os.ReadFile(cfg.UpstreamCA)
+		roots, err := tlsfiles.LoadCertPool(cfg.UpstreamCA)
 		if err != nil {
 			return nil, fmt.Errorf("upstream_ca: %w", err)
 		}
-		ic.UpstreamRoots = x509.NewCertPool()
-		if !ic.UpstreamRoots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("upstream_ca %s: no PEM certificate in it", cfg.UpstreamCA)
-		}
+		ic.UpstreamRoots = roots
 	}
 	return ic, nil
 }

@@ -264,7 +264,7 @@ func isFileLog(target string) bool {
 func httpsFrontDoor(cfg *config.Config, stderr io.Writer) (*tlsfiles.Server, error) {
 	front, err := tlsfiles.New(tlsfiles.Options{
 		CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
-		ClientCAFile: cfg.ClientCA, RequireClientCert: cfg.RequireClientCert, LoadCertPool: config.LoadCertPool,
+		ClientCAFile: cfg.ClientCA, RequireClientCert: cfg.RequireClientCert,
 		OnReload: func(err error) {
 			if err != nil {
 				fmt.Fprintf(stderr, "egret: HTTPS proxy certificate changed but not loaded, keeping the old one: %v\n", err)

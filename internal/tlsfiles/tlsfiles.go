@@ -13,6 +13,7 @@ package tlsfiles
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"sync"
@@ -27,7 +28,6 @@ type Server struct {
 	certFile, keyFile, caFile string
 	require                   bool
 	interval                  time.Duration
-	loadPool                  func(string) (*x509.CertPool, error)
 	onReload                  func(err error)
 
 	mu      sync.Mutex // guards what follows: handshakes run concurrently
@@ -52,8 +52,6 @@ type Options struct {
 	// RequireClientCert a handshake without one is refused.
 	ClientCAFile      string
 	RequireClientCert bool
-	// LoadCertPool reads ClientCAFile.
-	LoadCertPool func(string) (*x509.CertPool, error)
 	// Interval between looks at the files; 0 means Interval, a negative
 	// value every handshake (for tests).
 	Interval time.Duration
@@ -65,7 +63,7 @@ type Options struct {
 // New reads the files once; it fails if they do not load.
 func New(o Options) (*Server, error) {
 	s := &Server{certFile: o.CertFile, keyFile: o.KeyFile, caFile: o.ClientCAFile, require: o.RequireClientCert,
-		interval: o.Interval, loadPool: o.LoadCertPool, onReload: o.OnReload}
+		interval: o.Interval, onReload: o.OnReload}
 	if s.interval == 0 {
 		s.interval = Interval
 	}
@@ -136,7 +134,7 @@ func (s *Server) load() (*tls.Config, error) {
 		NextProtos: []string{"http/1.1"},
 	}
 	if s.caFile != "" {
-		pool, err := s.loadPool(s.caFile)
+		pool, err := LoadCertPool(s.caFile)
 		if err != nil {
 			return nil, err
 		}
@@ -148,3 +146,37 @@ func (s *Server) load() (*tls.Config, error) {
 	}
 	return conf, nil
 }
+
+// LoadCertPool reads a PEM file of CA certificates; it fails when the file
+// holds none, so that a wrong file is not taken for "trust nothing".
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, &certFileError{file, "a certificate does not parse: " + err.Error()}
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
+		return nil, &certFileError{file, "no PEM certificate in it"}
+	}
+	return pool, nil
+}
+
+type certFileError struct{ file, why string }
+
+func (e *certFileError) Error() string { return e.file + ": " + e.why }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egret-proxy/egret/config"
 	"github.com/egret-proxy/egret/internal/testpki"
 )
 
@@ -129,7 +128,7 @@ func TestNewRefusesFilesThatDoNotLoad(t *testing.T) {
 	if _, err := New(Options{CertFile: a.CertFile, KeyFile: b.KeyFile}); err == nil || !strings.Contains(err.Error(), a.CertFile) {
 		t.Errorf("mismatched pair: err %v, want one naming %s", err, a.CertFile)
 	}
-	if _, err := New(Options{CertFile: a.CertFile, KeyFile: a.KeyFile, ClientCAFile: a.KeyFile, LoadCertPool: config.LoadCertPool}); err == nil {
+	if _, err := New(Options{CertFile: a.CertFile, KeyFile: a.KeyFile, ClientCAFile: a.KeyFile}); err == nil {
 		t.Error("a key file as client CA: no error")
 	}
 }
@@ -141,7 +140,7 @@ func TestClientCertificates(t *testing.T) {
 	stranger := other.Client("stranger", pkix.Name{CommonName: "stranger"})
 	for _, require := range []bool{false, true} {
 		s, err := New(Options{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: clients.File,
-			RequireClientCert: require, LoadCertPool: config.LoadCertPool})
+			RequireClientCert: require})
 		if err != nil {
 			t.Fatal(err)
 		}
