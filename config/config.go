@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/egret-proxy/egret/logsink"
 	"github.com/spf13/pflag"
 )
 
@@ -126,6 +127,12 @@ type Config struct {
 	// NftSets is the nftables table (family inet) whose sets the door
 	// fills with its answers; "" means none.
 	NftSets string
+}
+
+// DecisionLogIsFile reports whether the decision log goes to a file: the
+// one sink that rotates (by size, and on SIGUSR1).
+func (c *Config) DecisionLogIsFile() bool {
+	return c.DecisionLog != "-" && c.DecisionLog != "otlp" && !logsink.IsSyslog(c.DecisionLog)
 }
 
 // RestartNeeded lists the keys whose change between old and new needs a

@@ -32,7 +32,7 @@ func (l *loader) decode() {
 	switch c.DecisionLogMaxSize = l.sizeRange(val, src, p, 0, 1<<40); {
 	case c.DecisionLogMaxSize%mib != 0:
 		l.bad(src, p, "%s: rotate in whole MiB (e.g. 100MiB), or 0 for SIGUSR1 only", formatSize(c.DecisionLogMaxSize))
-	case c.DecisionLogMaxSize > 0 && (c.DecisionLog == "-" || c.DecisionLog == "otlp" || logsink.IsSyslog(c.DecisionLog)):
+	case c.DecisionLogMaxSize > 0 && !c.DecisionLogIsFile():
 		l.bad(src, p, "rotation is for a decision log file; decision_log is %s", c.DecisionLog)
 	}
 	val, src, p = l.get("decision_log_keep")

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -30,11 +29,8 @@ func (s *Server) ServeExplicitTLS(l net.Listener, conf *tls.Config) error {
 
 func (s *Server) serveExplicitTLSConn(raw net.Conn, conf *tls.Config) {
 	c := tls.Server(raw, conf)
-	raw.SetDeadline(time.Now().Add(s.limits().ReadHeaderTimeout))
-	ctx, cancel := context.WithTimeout(context.Background(), s.limits().ReadHeaderTimeout)
-	err := c.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
+	raw.SetDeadline(time.Now().Add(s.limits().ReadHeaderTimeout)) // bounds the handshake
+	if err := c.Handshake(); err != nil {
 		s.refuseHandshake(raw, err)
 		return
 	}
@@ -62,7 +58,7 @@ func (s *Server) refuseHandshake(raw net.Conn, err error) {
 		ev.Reason, ev.Error = allowlists.ReasonAuth.String(), "client certificate not verified: "+sanitize(verr.Err.Error())
 	case strings.Contains(err.Error(), "didn't provide a certificate"): // crypto/tls has no error value for it
 		ev.Reason, ev.Error = allowlists.ReasonAuth.String(), "no client certificate (required)"
-	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
+	case isTimeout(err):
 		ev.Error = "TLS handshake not completed in time"
 	case plainHTTP:
 		ev.Error, ev.Status = "plain HTTP sent to the HTTPS proxy listener", http.StatusBadRequest

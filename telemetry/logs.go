@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -43,25 +42,25 @@ func LogsConfigured() bool {
 
 // NewLogSink builds the sink; version is the resource's service.version.
 func NewLogSink(ctx context.Context, version string) (*LogSink, error) {
-	if !LogsConfigured() {
+	protocol, err := exportProtocol("LOGS")
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("decision log otlp: %w", err)
+	case protocol == "":
 		return nil, errors.New("decision log otlp: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) to the collector")
 	}
 	res, err := newResource(ctx, version)
 	if err != nil {
 		return nil, err
 	}
-	name, protocol := "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", os.Getenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-	if protocol == "" {
-		name, protocol = "OTEL_EXPORTER_OTLP_PROTOCOL", os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
 	var exp sdklog.Exporter
-	switch strings.TrimSpace(protocol) {
-	case "", "http/protobuf":
+	switch protocol {
+	case "http/protobuf":
 		exp, err = otlploghttp.New(ctx, otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}))
 	case "grpc":
 		exp, err = otlploggrpc.New(ctx, otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
-	default:
-		return nil, fmt.Errorf("decision log otlp: %s=%q: logs go over http/protobuf (the default) or grpc", name, protocol)
+	default: // the log exporters have no JSON encoding
+		return nil, fmt.Errorf("decision log otlp: protocol %s: logs go over http/protobuf (the default) or grpc", protocol)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decision log otlp: exporter: %w", err)

@@ -57,7 +57,7 @@ func New(ctx context.Context, version string) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	protocol, err := exportProtocol()
+	protocol, err := exportProtocol("TRACES")
 	if err != nil {
 		return nil, err
 	}
@@ -143,14 +143,17 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// exportProtocol returns the OTLP protocol to export spans with, or ""
-// when no endpoint is configured.
-func exportProtocol() (string, error) {
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+// exportProtocol returns the OTLP protocol to export signal (TRACES or
+// LOGS) with, or "" when no endpoint is configured for it: the
+// signal's own OTEL_EXPORTER_OTLP_<SIGNAL>_* variables win over the
+// general ones, as the OTLP exporters read them. The error names the
+// variable that holds an unknown protocol.
+func exportProtocol(signal string) (protocol string, err error) {
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") == "" {
 		return "", nil
 	}
-	name, protocol := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-	if protocol == "" {
+	name := "OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL"
+	if protocol = os.Getenv(name); protocol == "" {
 		name, protocol = "OTEL_EXPORTER_OTLP_PROTOCOL", os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
 	switch strings.TrimSpace(protocol) {

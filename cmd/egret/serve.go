@@ -123,7 +123,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		for range usr1 {
 			if err := dlog.Rotate(); err != nil {
 				fmt.Fprintf(stderr, "egret: rotating the decision log: %v\n", err)
-			} else if isFileLog(cfg.DecisionLog) {
+			} else if cfg.DecisionLogIsFile() {
 				fmt.Fprintf(stderr, "egret: SIGUSR1: decision log rotated; writing a new %s\n", cfg.DecisionLog)
 			}
 		}
@@ -249,12 +249,6 @@ func openDecisionLog(cfg *config.Config) (*proxy.DecisionLog, error) {
 		return proxy.NewDecisionLog(s, s), nil
 	}
 	return proxy.OpenDecisionLog(cfg.DecisionLog, cfg.DecisionLogMaxSize, cfg.DecisionLogKeep)
-}
-
-// isFileLog reports whether the decision log is a file (the sink SIGUSR1
-// rotates).
-func isFileLog(target string) bool {
-	return target != "-" && target != "otlp" && !logsink.IsSyslog(target)
 }
 
 // httpsFrontDoor reads the HTTPS proxy listener's certificate, key and
