@@ -1,14 +1,9 @@
 package deploy
 
 import (
-	"bytes"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,50 +16,27 @@ import (
 // out byte for byte as egret writes them to a file, so egret review and
 // egret diff read the result as they read egret's own log.
 func TestRsyslogConfig(t *testing.T) {
-	rsyslogd := rsyslogtest.Require(t)
 	text, err := os.ReadFile("rsyslog/egret.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	srv := rsyslogtest.StartConfig(t, func(port, dir string) string {
+		conf := string(text)
+		for from, to := range map[string]string{
+			`input(type="imtcp" port="514"`:       `input(type="imtcp" address="127.0.0.1" port="` + port + `"`,
+			`file="/var/log/egret/decisions.log"`: `file="` + filepath.Join(dir, "decisions.log") + `"`,
+		} {
+			if !strings.Contains(conf, from) {
+				t.Fatalf("rsyslog/egret.conf lost %q", from)
+			}
+			conf = strings.ReplaceAll(conf, from, to)
+		}
+		return conf
+	})
+	out := filepath.Join(srv.Dir, "decisions.log")
+	sink, err := logsink.DialSyslog("syslog://"+srv.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	out := filepath.Join(dir, "decisions.log")
-	conf := string(text)
-	for from, to := range map[string]string{
-		`input(type="imtcp" port="514"`:       `input(type="imtcp" address="127.0.0.1" port="` + port + `"`,
-		`file="/var/log/egret/decisions.log"`: `file="` + out + `"`,
-	} {
-		if !strings.Contains(conf, from) {
-			t.Fatalf("rsyslog/egret.conf lost %q", from)
-		}
-		conf = strings.ReplaceAll(conf, from, to)
-	}
-	confFile := filepath.Join(dir, "rsyslog.conf")
-	os.WriteFile(confFile, []byte(fmt.Sprintf("global(workDirectory=%q)\n%s", dir, conf)), 0o644)
-	if out, err := exec.Command(rsyslogd, "-N1", "-f", confFile).CombinedOutput(); err != nil {
-		t.Fatalf("rsyslogd -N1: %v\n%s", err, out)
-	}
-	cmd := exec.Command(rsyslogd, "-n", "-f", confFile, "-i", filepath.Join(dir, "pid"))
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	var sink *logsink.Syslog
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if sink, err = logsink.DialSyslog("syslog://"+addr, 5*time.Second); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rsyslogd did not listen: %v\n%s", err, stderr.String())
-		}
 	}
 	defer sink.Close()
 	lines := []string{

@@ -21,8 +21,9 @@ import (
 // Server is a running rsyslogd.
 type Server struct {
 	t    testing.TB
-	Addr string // 127.0.0.1:PORT, TCP and UDP
-	dir  string
+	Addr string // 127.0.0.1:PORT (TCP, and UDP for Start)
+	Dir  string // the test's directory for rsyslog's files
+	conf string
 	out  string
 	cmd  *exec.Cmd
 }
@@ -49,17 +50,44 @@ func Require(t testing.TB) string {
 	return path
 }
 
-// Start runs rsyslogd on a free loopback port until the test ends.
+// Start runs rsyslogd on a free loopback port until the test ends,
+// writing every message to Messages' file.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir()}
-	s.out = filepath.Join(s.dir, "messages.log")
+	return StartConfig(t, func(port, dir string) string {
+		return fmt.Sprintf(`module(load="imtcp")
+module(load="imudp")
+template(name="fields" type="string" string="%%app-name%%|%%msgid%%|%%procid%%|%%syslogfacility-text%%|%%msg%%\n")
+input(type="imtcp" address="127.0.0.1" port="%[1]s")
+input(type="imudp" address="127.0.0.1" port="%[1]s")
+*.* action(type="omfile" file="%[2]s" template="fields")
+`, port, filepath.Join(dir, "messages.log"))
+	})
+}
+
+// StartConfig runs rsyslogd on a configuration of the caller's, which
+// conf writes for a free loopback TCP port and a directory of the test's
+// own (Dir), until the test ends. rsyslogd -N1 checks it first; the
+// server is running once it accepts on that port.
+func StartConfig(t testing.TB, conf func(port, dir string) string) *Server {
+	t.Helper()
+	s := &Server{t: t, Dir: t.TempDir()}
+	s.out = filepath.Join(s.Dir, "messages.log")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Addr = l.Addr().String()
 	l.Close()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	s.conf = filepath.Join(s.Dir, "rsyslog.conf")
+	text := fmt.Sprintf("global(workDirectory=%q)\n%s", s.Dir, conf(port, s.Dir))
+	if err := os.WriteFile(s.conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(Require(t), "-N1", "-f", s.conf).CombinedOutput(); err != nil {
+		t.Fatalf("rsyslogd -N1 refuses the configuration: %v\n%s\n%s", err, out, text)
+	}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -67,20 +95,7 @@ func Start(t testing.TB) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
-	_, port, _ := net.SplitHostPort(s.Addr)
-	conf := filepath.Join(s.dir, "rsyslog.conf")
-	text := fmt.Sprintf(`global(workDirectory="%[1]s")
-module(load="imtcp")
-module(load="imudp")
-template(name="fields" type="string" string="%%app-name%%|%%msgid%%|%%procid%%|%%syslogfacility-text%%|%%msg%%\n")
-input(type="imtcp" address="127.0.0.1" port="%[2]s")
-input(type="imudp" address="127.0.0.1" port="%[2]s")
-*.* action(type="omfile" file="%[3]s" template="fields")
-`, s.dir, port, s.out)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
-	s.cmd = exec.Command(Require(s.t), "-n", "-f", conf, "-i", filepath.Join(s.dir, "rsyslogd.pid"))
+	s.cmd = exec.Command(Require(s.t), "-n", "-f", s.conf, "-i", filepath.Join(s.Dir, "rsyslogd.pid"))
 	var stderr strings.Builder
 	s.cmd.Stdout, s.cmd.Stderr = &stderr, &stderr
 	if err := s.cmd.Start(); err != nil {
