@@ -30,6 +30,11 @@ type Config struct {
 	// Transparent is the transparent listener's address; "" (the default)
 	// means no transparent listener.
 	Transparent string
+	// TransparentTProxy makes the transparent listener take connections
+	// an iptables/nftables TPROXY rule delivers (IP_TRANSPARENT): the
+	// accepted socket's own address is the original destination. Without
+	// it the listener expects REDIRECT and asks SO_ORIGINAL_DST.
+	TransparentTProxy bool
 	// ListenTLS is the HTTPS proxy listener's address: the explicit proxy
 	// over TLS, "" (the default) for none. TLSCert and TLSKey are its
 	// certificate (PEM, chain after the leaf) and key, read again when the
@@ -150,6 +155,9 @@ func RestartNeeded(old, new *Config) []string {
 	if old.Transparent != new.Transparent {
 		keys = append(keys, "transparent")
 	}
+	if old.TransparentTProxy != new.TransparentTProxy {
+		keys = append(keys, "transparent_tproxy")
+	}
 	if old.ListenTLS != new.ListenTLS {
 		keys = append(keys, "listen_tls")
 	}
@@ -213,6 +221,7 @@ var keys = []keyDef{
 	{key: "product", flag: "product", kind: kList, help: "product of the default identity, for clients no other identity matches (repeatable)"},
 	{key: "mode", flag: "mode", kind: kString, def: "enforce", help: "enforce (deny) or report (let through, log would-deny)"},
 	{key: "transparent", flag: "transparent", kind: kString, def: "", help: "address of the transparent listener for redirected traffic (host:port; none if empty)"},
+	{key: "transparent_tproxy", flag: "transparent-tproxy", kind: kBool, def: "false", help: "the transparent listener takes TPROXY-delivered connections (IP_TRANSPARENT, needs CAP_NET_ADMIN or CAP_NET_RAW) instead of REDIRECTed ones"},
 	{key: "admin", flag: "admin", kind: kString, def: "127.0.0.1:9090", help: "address of the admin listener: health and metrics (host:port; none if empty)"},
 	{key: "decision_log", flag: "decision-log", kind: kString, def: "-", help: "where decisions go: - (standard output), a file, syslog://HOST:PORT (TCP) or syslog+udp://HOST:PORT (RFC 5424), or otlp (the OTEL_EXPORTER_OTLP_ENDPOINT collector)"},
 	{key: "decision_log_max_size", flag: "decision-log-max-size", kind: kSize, def: "0", help: "rotate the decision log file when it reaches this size, in MiB steps (e.g. 100MiB; 0: only on SIGUSR1)"},

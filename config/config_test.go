@@ -466,7 +466,31 @@ func TestRestartNeeded(t *testing.T) {
 	if got, want := RestartNeeded(old, moved), []string{"listen", "transparent", "admin", "dns", "nft_sets"}; !slices.Equal(got, want) {
 		t.Errorf("RestartNeeded = %q, want %q", got, want)
 	}
+	tproxy := wantDefaults("")
+	tproxy.TransparentTProxy = true
+	if got := RestartNeeded(old, tproxy); !slices.Equal(got, []string{"transparent_tproxy"}) {
+		t.Errorf("RestartNeeded(REDIRECT → TPROXY) = %q", got)
+	}
 	if got := RestartNeeded(nil, moved); got != nil {
 		t.Errorf("RestartNeeded(nil, …) = %q", got)
+	}
+}
+
+// TestTransparentTProxy: the key turns the transparent listener to TPROXY,
+// and without a transparent listener it is refused with its line.
+func TestTransparentTProxy(t *testing.T) {
+	c, err := Load(serveFlags(t, "--config", writeConfig(t, "transparent: :3129\ntransparent_tproxy: true")))
+	if err != nil || !c.TransparentTProxy || c.Transparent != ":3129" {
+		t.Fatalf("Load = %+v, %v", c, err)
+	}
+	c, err = Load(serveFlags(t, "--transparent", ":3129", "--transparent-tproxy"))
+	if err != nil || !c.TransparentTProxy {
+		t.Fatalf("flags: Load = %+v, %v", c, err)
+	}
+	file := writeConfig(t, "mode: enforce\ntransparent_tproxy: true")
+	_, err = Load(serveFlags(t, "--config", file))
+	want := filepath.Dir(file) + "/egret.yaml:2: transparent_tproxy: TPROXY delivers to the transparent listener: set transparent too"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error\n  %v\nwant it to contain\n  %s", err, want)
 	}
 }

@@ -155,7 +155,7 @@ func TestAllErrorsByLine(t *testing.T) {
 		t.Fatalf("error %T %v is not an *Error", err, err)
 	}
 	// The unknown key stops decoding: its line comes alone.
-	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, listen_tls, tls_cert, tls_key, client_ca, require_client_cert, product, mode, transparent, admin, decision_log, decision_log_max_size, decision_log_keep, allowlists, var, resolve, allow_range, proxy_protocol_from, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
+	if p := e.Problems(); len(p) != 1 || !strings.HasSuffix(p[0], "egret.yaml:4: bogus: unknown key (keys here: listen, listen_tls, tls_cert, tls_key, client_ca, require_client_cert, product, mode, transparent, transparent_tproxy, admin, decision_log, decision_log_max_size, decision_log_keep, allowlists, var, resolve, allow_range, proxy_protocol_from, read_header_timeout, dial_timeout, idle_timeout, max_header_bytes, max_conns, shutdown_grace, intercept_ca, intercept_host, upstream_ca, require_dns_match, ech, dns, dns_upstream, dns_max_ttl, dns_deny, nft_sets, variables, deny, clients, auth_optional, upstream_proxy)") {
 		t.Errorf("problems %q", p)
 	}
 	file = writeConfig(t, "max_conns: 0\nmode: x\nlisten: nope\n")

@@ -24,11 +24,15 @@ func (l *loader) decode() {
 	c := &Config{File: l.file}
 	c.Listen = l.address("listen", false)
 	c.Transparent = l.address("transparent", true)
+	val, src, p := l.get("transparent_tproxy")
+	if c.TransparentTProxy = l.boolean(val, src, p); c.TransparentTProxy && c.Transparent == "" {
+		l.bad(src, p, "TPROXY delivers to the transparent listener: set transparent too (e.g. transparent: :3129)")
+	}
 	c.Admin = l.address("admin", true)
 	l.tlsFrontDoor(c)
 	c.Mode = l.mode(l.get("mode"))
 	c.DecisionLog = l.decisionLog()
-	val, src, p := l.get("decision_log_max_size")
+	val, src, p = l.get("decision_log_max_size")
 	switch c.DecisionLogMaxSize = l.sizeRange(val, src, p, 0, 1<<40); {
 	case c.DecisionLogMaxSize%mib != 0:
 		l.bad(src, p, "%s: rotate in whole MiB (e.g. 100MiB), or 0 for SIGUSR1 only", formatSize(c.DecisionLogMaxSize))

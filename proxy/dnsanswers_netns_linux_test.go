@@ -88,7 +88,7 @@ func serveTransparentIn(t *testing.T, h *harness, ns string) {
 	var lns []net.Listener
 	netnstest.In(t, ns, func() {
 		var err error
-		if lns, err = ListenTransparent(fmt.Sprintf(":%d", tproxyPort)); err != nil {
+		if lns, err = ListenTransparent(fmt.Sprintf(":%d", tproxyPort), false); err != nil {
 			t.Fatal(err)
 		}
 	})

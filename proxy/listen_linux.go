@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"syscall"
 
@@ -31,4 +34,34 @@ var listenConfig = net.ListenConfig{
 		}
 		return err
 	},
+}
+
+// listenTProxy is Listen with IP_TRANSPARENT (IPV6_TRANSPARENT on an IPv6
+// socket) set before bind. Such a socket accepts the connections a TPROXY
+// rule hands it whatever address they were sent to, and each accepted
+// socket keeps that address as its own. The kernel allows the option only
+// with CAP_NET_ADMIN or CAP_NET_RAW.
+func listenTProxy(network, addr string) (net.Listener, error) {
+	lc := listenConfig
+	lc.Control = func(network, address string, c syscall.RawConn) error {
+		if err := listenConfig.Control(network, address, c); err != nil {
+			return err
+		}
+		level, opt, name := unix.SOL_IP, unix.IP_TRANSPARENT, "IP_TRANSPARENT"
+		if network == "tcp6" {
+			level, opt, name = unix.SOL_IPV6, unix.IPV6_TRANSPARENT, "IPV6_TRANSPARENT"
+		}
+		var err error
+		if ctlErr := c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), level, opt, 1) }); ctlErr != nil {
+			return ctlErr
+		}
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("setsockopt %s: %w (a TPROXY listener needs CAP_NET_ADMIN or CAP_NET_RAW)", name, err)
+		}
+		if err != nil {
+			return fmt.Errorf("setsockopt %s: %w", name, err)
+		}
+		return nil
+	}
+	return lc.Listen(context.Background(), network, addr)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,27 +29,42 @@ const (
 	tproxyPort = 3129
 )
 
+// TestTransparentThroughRealRedirect runs the same client through REDIRECT
+// and through TPROXY (ServeTProxy), each set up by iptables and by nftables.
 func TestTransparentThroughRealRedirect(t *testing.T) {
-	for _, firewall := range []string{"iptables", "nftables"} {
-		t.Run(firewall, func(t *testing.T) {
-			tools := []string{"curl", "iptables", "ip6tables"}
-			if firewall == "nftables" {
-				tools = []string{"curl", "nft"}
-			}
-			netnstest.Require(t, tools...)
-			testRealRedirect(t, firewall)
-		})
+	for _, delivery := range []string{"redirect", "tproxy"} {
+		for _, firewall := range []string{"iptables", "nftables"} {
+			t.Run(delivery+"/"+firewall, func(t *testing.T) {
+				tools := []string{"curl", "iptables", "ip6tables"}
+				if firewall == "nftables" {
+					tools = []string{"curl", "nft"}
+				}
+				netnstest.Require(t, tools...)
+				testRealRedirect(t, firewall, delivery == "tproxy")
+			})
+		}
 	}
 }
 
-func testRealRedirect(t *testing.T, firewall string) {
+func testRealRedirect(t *testing.T, firewall string, tproxy bool) {
 	h := newHarness(t, harnessOpts{})
 	tb := netnstest.New(t)
-	tb.Redirect(firewall, tproxyPort, h.tlsPort, h.httpPort)
+	serve := h.srv.ServeTransparent
+	if tproxy {
+		tb.TProxy(firewall, tproxyPort, h.tlsPort, h.httpPort)
+		serve = h.srv.ServeTProxy
+	} else {
+		tb.Redirect(firewall, tproxyPort, h.tlsPort, h.httpPort)
+	}
+	// The listener is egret's own, on every address of the gateway, as
+	// egret serve would tell its guard.
+	r := h.srv.Rules()
+	r.Guard.Self = append(r.Guard.Self, netip.AddrPortFrom(netip.IPv4Unspecified(), tproxyPort))
+	r.Guard.Local = append(r.Guard.Local, netip.MustParseAddr(tb.GatewayAddr4))
 	var lns []net.Listener
 	netnstest.In(t, tb.Gateway, func() {
 		var err error
-		if lns, err = ListenTransparent(fmt.Sprintf(":%d", tproxyPort)); err != nil {
+		if lns, err = ListenTransparent(fmt.Sprintf(":%d", tproxyPort), tproxy); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -57,8 +73,26 @@ func testRealRedirect(t *testing.T, firewall string) {
 	}
 	for _, ln := range lns {
 		t.Cleanup(func() { ln.Close() })
-		go h.srv.ServeTransparent(ln)
+		go serve(ln)
 	}
+	t.Run("straight to egret's port", func(t *testing.T) {
+		// Not redirected: egret refuses to be its own destination.
+		var local string
+		netnstest.In(t, tb.Client, func() {
+			c, err := net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", tb.GatewayAddr4, tproxyPort), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			local = c.LocalAddr().String()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := c.Read(make([]byte, 1)); err == nil {
+				t.Fatalf("egret answered %d bytes to a connection straight to its own port", n)
+			}
+		})
+		wantFields(t, waitLines(t, h.logBuf, map[string]any{"client": local})[0],
+			map[string]any{"decision": "deny", "reason": "self", "listener": "transparent", "host": tb.GatewayAddr4, "port": tproxyPort})
+	})
 	caFile := filepath.Join(t.TempDir(), "upstream.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.tlsUp.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)

@@ -21,15 +21,32 @@ import (
 // is closed without a word: the client does not know a proxy is there.
 func (s *Server) ServeTransparent(l net.Listener) error {
 	s.tel.ListenerStarted(ListenerTransparent)
-	return s.serve(l, s.serveTransparentConn, func(net.Conn) {})
+	return s.serve(l, func(c net.Conn) { s.serveTransparentConn(c, false) }, func(net.Conn) {})
+}
+
+// ServeTProxy is ServeTransparent for a listener that an iptables or
+// nftables TPROXY rule delivers to (ListenTransparent with tproxy): each
+// accepted socket's own address is where the client was going, so nothing
+// is asked of conntrack. Unlike REDIRECT, which gives every connection from
+// a client port the same local tuple whatever its destination, each
+// destination keeps a tuple of its own (docs/BENCHMARKS.md has what the
+// shared tuple costs at TIME_WAIT).
+func (s *Server) ServeTProxy(l net.Listener) error {
+	s.tel.ListenerStarted(ListenerTransparent)
+	return s.serve(l, func(c net.Conn) { s.serveTransparentConn(c, true) }, func(net.Conn) {})
 }
 
 // ListenTransparent opens the transparent listener(s) on addr. An address
 // with no host (":3129") gets one IPv4 and one IPv6-only socket rather than
 // a dual-stack one, so that each connection's original destination is
 // asked of the family it arrived in. The IPv6 socket is skipped when the
-// host has no IPv6.
-func ListenTransparent(addr string) ([]net.Listener, error) {
+// host has no IPv6. With tproxy the sockets are opened with IP_TRANSPARENT
+// for ServeTProxy.
+func ListenTransparent(addr string, tproxy bool) ([]net.Listener, error) {
+	listen := Listen
+	if tproxy {
+		listen = listenTProxy
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -39,17 +56,17 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 		if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
 			network = "tcp6"
 		}
-		l, err := Listen(network, addr)
+		l, err := listen(network, addr)
 		if err != nil {
 			return nil, err
 		}
 		return []net.Listener{l}, nil
 	}
-	l4, err := Listen("tcp4", net.JoinHostPort("0.0.0.0", port))
+	l4, err := listen("tcp4", net.JoinHostPort("0.0.0.0", port))
 	if err != nil {
 		return nil, err
 	}
-	l6, err := Listen("tcp6", net.JoinHostPort("::", port))
+	l6, err := listen("tcp6", net.JoinHostPort("::", port))
 	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return []net.Listener{l4}, nil
 	}
@@ -60,19 +77,25 @@ func ListenTransparent(addr string) ([]net.Listener, error) {
 	return []net.Listener{l4, l6}, nil
 }
 
-// serveTransparentConn serves one redirected connection. The first byte
-// tells the protocol: 0x16 starts a TLS handshake record, an upper-case
-// letter an HTTP request line.
-func (s *Server) serveTransparentConn(c net.Conn) {
+// serveTransparentConn serves one redirected connection (tproxy: one a
+// TPROXY rule delivered). The first byte tells the protocol: 0x16 starts a
+// TLS handshake record, an upper-case letter an HTTP request line.
+func (s *Server) serveTransparentConn(c net.Conn, tproxy bool) {
 	r := s.rules.Load()
 	cl := r.identifyTransparent(addrOf(c.RemoteAddr()))
 	sock := socketOf(c) // behind a PROXY header, the socket still knows where it was going
 	local := netip.AddrPortFrom(addrOf(sock.LocalAddr()), uint16(sock.LocalAddr().(*net.TCPAddr).Port))
-	orig, err := s.originalDst(sock)
-	if err != nil {
-		orig = local
+	// Under REDIRECT the socket's own address is egret's, and conntrack
+	// knows the original; a connection whose original is that same address
+	// came straight to egret. Under TPROXY the socket's own address is the
+	// original, and one straight to egret is one to egret's own address.
+	orig, redirected := local, tproxy
+	if !tproxy {
+		if o, err := s.originalDst(sock); err == nil {
+			orig = netip.AddrPortFrom(o.Addr().Unmap(), o.Port())
+		}
+		redirected = orig != local
 	}
-	orig = netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())
 	// event starts the connection's event once there is something to
 	// decide (a client that leaves without a word gets none); an HTTP
 	// connection gets one per request instead.
@@ -82,7 +105,7 @@ func (s *Server) serveTransparentConn(c net.Conn) {
 		ev.Host, ev.Port = orig.Addr().String(), orig.Port()
 		return ev
 	}
-	if orig == local || r.Guard.isSelf(orig.Addr(), orig.Port()) {
+	if !redirected || r.Guard.isSelf(orig.Addr(), orig.Port()) {
 		// Not redirected: the client connected to egret itself, which
 		// egret never proxies to.
 		s.denyTransparent(event(""), allowlists.ReasonSelf)

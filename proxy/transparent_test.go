@@ -366,15 +366,15 @@ func TestTransparentMaxConns(t *testing.T) {
 }
 
 func TestListenTransparent(t *testing.T) {
-	lns, err := ListenTransparent("127.0.0.1:0")
+	lns, err := ListenTransparent("127.0.0.1:0", false)
 	if err != nil || len(lns) != 1 || !strings.HasPrefix(lns[0].Addr().String(), "127.0.0.1:") {
 		t.Fatalf("%v %v", lns, err)
 	}
 	lns[0].Close()
-	if _, err := ListenTransparent("no-port"); err == nil {
+	if _, err := ListenTransparent("no-port", false); err == nil {
 		t.Error("an address without a port was accepted")
 	}
-	lns, err = ListenTransparent(":0")
+	lns, err = ListenTransparent(":0", false)
 	if err != nil {
 		t.Fatal(err)
 	}

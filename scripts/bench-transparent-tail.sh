@@ -7,6 +7,9 @@
 # waits for TIME_WAIT to drain. Prints p50/p99 with the conntrack and
 # TIME_WAIT counts at each step.
 #
+# DELIVERY=tproxy delivers the client's connections by TPROXY (and egret
+# serves them with --transparent-tproxy) instead of REDIRECT.
+#
 # GW_SYSCTLS (e.g. "net.ipv4.tcp_max_tw_buckets=4096", several separated
 # by ';') are set in the gateway namespace first, CLIENT_SYSCTLS in the
 # client's, to try a kernel setting against the tail.
@@ -40,8 +43,18 @@ ip netns add $ns_cl
 ip link add vgwtail netns $ns_gw type veth peer name vcltail netns $ns_cl
 ip netns exec $ns_gw sh -e -c "
   ip link set lo up; ip link set vgwtail name vgw up
-  ip addr add 10.254.78.1/30 dev vgw; ip addr add $remote/32 dev lo
-  iptables -t nat -A PREROUTING -i vgw -p tcp -m multiport --dports $ports -j REDIRECT --to-ports $tproxy_port"
+  ip addr add 10.254.78.1/30 dev vgw; ip addr add $remote/32 dev lo"
+case ${DELIVERY:-redirect} in
+redirect)
+  ip netns exec $ns_gw iptables -t nat -A PREROUTING -i vgw -p tcp -m multiport --dports "$ports" -j REDIRECT --to-ports $tproxy_port
+  tproxy_flag= ;;
+tproxy)
+  ip netns exec $ns_gw sh -e -c "
+    iptables -t mangle -A PREROUTING -i vgw -p tcp -m multiport --dports $ports -j TPROXY --on-port $tproxy_port --tproxy-mark 0x1/0x1
+    ip rule add fwmark 1 lookup 100; ip route add local 0.0.0.0/0 dev lo table 100"
+  tproxy_flag=--transparent-tproxy ;;
+*) echo "DELIVERY is redirect or tproxy" >&2; exit 1 ;;
+esac
 IFS=';' read -ra sysctls <<<"${GW_SYSCTLS:-}"
 for kv in "${sysctls[@]}"; do
   [ -n "$kv" ] && ip netns exec $ns_gw sysctl -q -w "$kv"
@@ -50,7 +63,7 @@ IFS=';' read -ra sysctls <<<"${CLIENT_SYSCTLS:-}"
 for kv in "${sysctls[@]}"; do
   [ -n "$kv" ] && ip netns exec $ns_cl sysctl -q -w "$kv"
 done
-echo "gateway: $(ip netns exec $ns_gw sysctl -n net.ipv4.ip_local_port_range | tr '\t' ' ') ephemeral ports, tcp_tw_reuse=$(ip netns exec $ns_gw sysctl -n net.ipv4.tcp_tw_reuse)"
+echo "delivery: ${DELIVERY:-redirect}; gateway: $(ip netns exec $ns_gw sysctl -n net.ipv4.ip_local_port_range | tr '\t' ' ') ephemeral ports, tcp_tw_reuse=$(ip netns exec $ns_gw sysctl -n net.ipv4.tcp_tw_reuse)"
 ip netns exec $ns_cl sh -e -c "
   ip link set lo up; ip link set vcltail name vcl up
   ip addr add 10.254.78.2/30 dev vcl; ip route add default via 10.254.78.1"
@@ -58,7 +71,7 @@ ip netns exec $ns_cl sh -e -c "
 start_egret() {
   ip netns exec $ns_gw prlimit --nofile=20000:20000 taskset -c 0 "$tmp/egret" serve --admin 127.0.0.1:$egret_admin \
     --allowlists "$tmp/allowlists" --product bench --resolve bench.example=127.0.0.1 --allow-range 127.0.0.0/8 \
-    --max-conns 20000 --listen 127.0.0.1:19800 --transparent 0.0.0.0:$tproxy_port \
+    --max-conns 20000 --listen 127.0.0.1:19800 --transparent 0.0.0.0:$tproxy_port $tproxy_flag \
     --decision-log "$tmp/decisions.log" 2>>"$tmp/egret.stderr" &
   egret_pid=$!
   for _ in $(seq 100); do
@@ -99,8 +112,9 @@ step "fresh egret, fresh namespaces"; run tls1 tls1-fresh; counters
 for i in $(seq "${BENCH_CONNECT_RUNS:-2}"); do run connect connect-burst-$i; done
 step "after the connect bursts"
 # Whose TIME_WAIT sockets they are: by local address and port (the
-# listener, an upstream's port, or an ephemeral port of egret's dials).
-ip netns exec $ns_gw ss -Htan state time-wait | awk '{split($3, l, ":"); p = l[2] + 0; k = (p == '$tproxy_port') ? l[1] ":" p " (egret transparent, accepted)" : (p >= '$up_base' && p <= '$((up_base + 4))') ? l[1] ":" p " (an upstream)" : l[1] ":ephemeral (a dial of egret)"; n[k]++} END {for (k in n) print "  time-wait " n[k] " at " k}'
+# listener, or under TPROXY the remote address the client dialled; an
+# upstream's port; or an ephemeral port of egret's dials).
+ip netns exec $ns_gw ss -Htan state time-wait | awk '{split($3, l, ":"); p = l[2] + 0; k = (p == '$tproxy_port' || l[1] == "'$remote'") ? l[1] ":" p " (egret transparent, accepted)" : (p >= '$up_base' && p <= '$((up_base + 4))') ? l[1] ":" p " (an upstream)" : l[1] ":ephemeral (a dial of egret)"; n[k]++} END {for (k in n) print "  time-wait " n[k] " at " k}'
 counters >/dev/null
 run tls1 tls1-after-bursts; counters
 stop_egret; start_egret

@@ -68,7 +68,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	var transparent []net.Listener
 	if cfg.Transparent != "" {
-		if transparent, err = proxy.ListenTransparent(cfg.Transparent); err != nil {
+		if transparent, err = proxy.ListenTransparent(cfg.Transparent, cfg.TransparentTProxy); err != nil {
 			closeAll()
 			return &exitError{code: 2, err: fmt.Errorf("transparent listen %s: %w", cfg.Transparent, err)}
 		}
@@ -160,8 +160,12 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		go func() { served <- srv.ServeExplicitTLS(viaLB(tlsLn), front.Config()) }()
 	}
 	go func() { served <- srv.ServeExplicit(viaLB(ln)) }()
+	serveTransparent := srv.ServeTransparent
+	if cfg.TransparentTProxy {
+		serveTransparent = srv.ServeTProxy
+	}
 	for _, l := range transparent {
-		go func() { served <- srv.ServeTransparent(viaLB(l)) }()
+		go func() { served <- serveTransparent(viaLB(l)) }()
 	}
 	fmt.Fprintf(stderr, "egret: explicit proxy on %s, products %v, mode %s; admin on %s\n",
 		ln.Addr(), cfg.Products, cfg.Mode, cfg.Admin)
@@ -175,8 +179,12 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		}
 		fmt.Fprintf(stderr, "egret: HTTPS proxy on %s, certificate %s (%s)\n", tlsLn.Addr(), cfg.TLSCert, certs)
 	}
+	delivery := "REDIRECT"
+	if cfg.TransparentTProxy {
+		delivery = "TPROXY"
+	}
 	for _, l := range transparent {
-		fmt.Fprintf(stderr, "egret: transparent listener on %s\n", l.Addr())
+		fmt.Fprintf(stderr, "egret: transparent listener on %s (%s)\n", l.Addr(), delivery)
 	}
 	if len(cfg.ProxyProtocolFrom) > 0 {
 		fmt.Fprintf(stderr, "egret: PROXY protocol required from %v, refused from anywhere else\n", cfg.ProxyProtocolFrom)

@@ -79,6 +79,8 @@ type Testbed struct {
 	Client  string
 	// Client addresses, as the gateway sees them.
 	ClientAddr4, ClientAddr6 string
+	// The gateway's addresses on the client's link.
+	GatewayAddr4, GatewayAddr6 string
 }
 
 // New creates the two namespaces and deletes them when the test ends.
@@ -91,6 +93,7 @@ func New(t testing.TB) *Testbed {
 	gw4, cl4 := fmt.Sprintf("10.253.%d.1", sub), fmt.Sprintf("10.253.%d.2", sub)
 	gw6, cl6 := fmt.Sprintf("fd53:%x::1", sub), fmt.Sprintf("fd53:%x::2", sub)
 	tb.ClientAddr4, tb.ClientAddr6 = cl4, cl6
+	tb.GatewayAddr4, tb.GatewayAddr6 = gw4, gw6
 	for _, ns := range []string{tb.Gateway, tb.Client} {
 		Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
@@ -140,6 +143,43 @@ func (tb *Testbed) Redirect(firewall string, to int, ports ...int) {
 		ruleset := fmt.Sprintf("table inet egret_test {\n\tchain prerouting {\n"+
 			"\t\ttype nat hook prerouting priority dstnat; policy accept;\n"+
 			"\t\tiifname \"vgw\" tcp dport { %s } redirect to :%d\n\t}\n}\n", strings.Join(list, ", "), to)
+		cmd := Cmd(tb.Gateway, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(ruleset)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			tb.t.Fatalf("nft: %v\n%s", err, out)
+		}
+	default:
+		tb.t.Fatalf("unknown firewall %q", firewall)
+	}
+}
+
+// TProxy makes the gateway deliver TCP arriving from the client to ports
+// to the local port to by TPROXY, with "iptables" (and ip6tables) or
+// "nftables": the rule marks what it delivers, and the mark routes the
+// packets to the local host (table 100) whatever their destination
+// address. The listener on port to must have IP_TRANSPARENT.
+func (tb *Testbed) TProxy(firewall string, to int, ports ...int) {
+	tb.t.Helper()
+	var list []string
+	for _, p := range ports {
+		list = append(list, fmt.Sprint(p))
+	}
+	in := func(cmd ...string) { Run(tb.t, "ip", append([]string{"netns", "exec", tb.Gateway}, cmd...)...) }
+	for _, family := range []string{"-4", "-6"} {
+		local := map[string]string{"-4": "0.0.0.0/0", "-6": "::/0"}[family]
+		in("ip", family, "rule", "add", "fwmark", "1", "lookup", "100")
+		in("ip", family, "route", "add", "local", local, "dev", "lo", "table", "100")
+	}
+	switch firewall {
+	case "iptables":
+		for _, ipt := range []string{"iptables", "ip6tables"} {
+			in(ipt, "-t", "mangle", "-A", "PREROUTING", "-i", "vgw", "-p", "tcp", "-m", "multiport", "--dports", strings.Join(list, ","),
+				"-j", "TPROXY", "--on-port", fmt.Sprint(to), "--tproxy-mark", "0x1/0x1")
+		}
+	case "nftables":
+		ruleset := fmt.Sprintf("table inet egret_test {\n\tchain prerouting {\n"+
+			"\t\ttype filter hook prerouting priority mangle; policy accept;\n"+
+			"\t\tiifname \"vgw\" meta l4proto tcp tcp dport { %s } tproxy to :%d meta mark set 1 accept\n\t}\n}\n", strings.Join(list, ", "), to)
 		cmd := Cmd(tb.Gateway, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(ruleset)
 		if out, err := cmd.CombinedOutput(); err != nil {
