@@ -5,6 +5,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,4 +82,62 @@ func TestProbeNoAllocs(t *testing.T) {
 	if n, ok, err := p.pending(); n != 0 || !ok || err != nil {
 		t.Errorf("at the end of stream: %d %v %v", n, ok, err)
 	}
+}
+
+// TestProbeOutcomes: each way a check can go, with the peek first (straight
+// after a burst) and the count first (after a wake-up). The end of the
+// stream that comes with the last bytes is seen without waiting for a
+// readiness event that will not come.
+func TestProbeOutcomes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pair := func() (peer *net.TCPConn, c net.Conn, p *probe) {
+		d, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err = ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close(); c.Close() })
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		return d.(*net.TCPConn), c, newProbe(c)
+	}
+	check := func(what string, p *probe, want int) {
+		t.Helper()
+		if n, ok, err := p.pending(); n != want || !ok || err != nil {
+			t.Errorf("%s: pending = %d, %v, %v; want %d", what, n, ok, err, want)
+		}
+	}
+
+	peer, c, p := pair()
+	go func(peer *net.TCPConn) { time.Sleep(50 * time.Millisecond); peer.Write([]byte("later")) }(peer)
+	check("bytes after a wait", p, 5)
+	io.ReadFull(c, make([]byte, 5))
+	go func(peer *net.TCPConn) { time.Sleep(50 * time.Millisecond); peer.CloseWrite() }(peer)
+	check("the end after a wait", p, 0)
+
+	peer2, c, p := pair()
+	peer2.Write([]byte("0123456789"))
+	peer2.CloseWrite()
+	waitFor(t, "the bytes and the end to arrive", func() bool {
+		return p.peeked(socketFD(t, c)) && p.n == 1
+	})
+	check("bytes queued with the end behind them", p, 10)
+	io.ReadFull(c, make([]byte, 10))
+	check("the end that came with the last bytes", p, 0)
+}
+
+func socketFD(t *testing.T, c net.Conn) uintptr {
+	raw, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd uintptr
+	raw.Control(func(f uintptr) { fd = f })
+	return fd
 }

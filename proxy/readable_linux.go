@@ -23,6 +23,7 @@ type probe struct {
 	check func(fd uintptr) bool
 	n     int
 	err   error
+	woken bool // the netpoller has seen the socket readable since pending began
 	peek  [1]byte
 }
 
@@ -50,7 +51,7 @@ func (p *probe) pending() (n int, ok bool, err error) {
 	if p == nil {
 		return 0, false, nil
 	}
-	p.n, p.err = 0, nil
+	p.n, p.err, p.woken = 0, nil, false
 	if err := p.raw.Read(p.check); err != nil {
 		return 0, true, err
 	}
@@ -58,26 +59,45 @@ func (p *probe) pending() (n int, ok bool, err error) {
 }
 
 // queued is the netpoller's callback: false means "wait for readability,
-// then ask again".
+// then ask again". Its first call comes straight after a burst (or at the
+// tunnel's start), when usually nothing is queued yet: one peek says so
+// (EAGAIN), and also tells the end of the stream, without the count.
+// After a wake-up bytes are usually there, so it asks for the count
+// first. That is one system call per check in the common cases, not two.
 func (p *probe) queued(fd uintptr) bool {
+	if !p.woken {
+		p.woken = true // every later call follows a readiness event
+		if done := p.peeked(fd); done && p.n == 0 {
+			return true // the end of the stream, or an error
+		} else if !done {
+			return false
+		}
+		// Bytes are queued: count them.
+	}
 	p.n, p.err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
 	if p.err != nil || p.n > 0 {
 		return true
 	}
-	// Nothing queued: the end of the stream, or nothing yet. recvfrom(2)
-	// without an address to fill in (unix.Recvfrom would allocate one);
-	// MSG_DONTWAIT: it never blocks, so the raw call is enough.
+	// Nothing queued after a wake-up: the end of the stream, or a
+	// readiness the bytes have not followed yet.
+	return p.peeked(fd)
+}
+
+// peeked looks at the socket without taking anything: false means nothing
+// is there yet. Otherwise p.n is 1 for bytes queued (their count unknown)
+// and 0 for the end of the stream or an error (p.err). The recvfrom(2) has
+// no address to fill in (unix.Recvfrom would allocate one) and, with
+// MSG_DONTWAIT, never blocks, so the raw call is enough.
+func (p *probe) peeked(fd uintptr) bool {
 	m, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.peek[0])), 1,
 		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	switch {
-	case errno == 0 && m == 0: // end of stream
-		return true
 	case errno == unix.EAGAIN:
 		return false // wait in the netpoller (deadline included)
 	case errno != 0:
-		p.err = errno
-		return true
+		p.n, p.err = 0, errno
+	default:
+		p.n = int(m) // 1: bytes queued; 0: the end of the stream
 	}
-	p.n = int(m) // arrived between the two calls
 	return true
 }

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 duration=${BENCH_DURATION:-3s}
 idle=${BENCH_IDLE:-5000}
-targets=${BENCH_TARGETS:-"direct relay egret-explicit direct-veth egret-transparent squid tinyproxy"}
+targets=${BENCH_TARGETS:-"direct relay egret-explicit direct-veth egret-transparent egret-tproxy squid tinyproxy"}
 doc=${BENCH_DOC-docs/BENCHMARKS.md}
 fdlimit=20000
 proxy_cpu=0 tool_cpu=1
@@ -25,6 +25,7 @@ up_base=19100        # upstream ports 19100-19104 (stream, reply, hold, tls, htt
 up_base_veth=19110   # the same upstreams, not redirected: direct over the veth pair
 egret_port=19200 egret_admin=19201 squid_port=19210 tiny_port=19220 tproxy_port=3129
 ns_gw=egret-bench-gw ns_cl=egret-bench-cl
+ns_gw_tproxy=egret-bench-tgw ns_cl_tproxy=egret-bench-tcl   # the same, delivered by TPROXY
 remote=192.0.2.10    # on the gateway namespace's loopback; the client's traffic to it is redirected
 
 if [ "$(id -u)" != 0 ]; then
@@ -57,8 +58,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  ip netns del "$ns_gw" 2>/dev/null || true
-  ip netns del "$ns_cl" 2>/dev/null || true
+  for ns in "$ns_gw" "$ns_cl" "$ns_gw_tproxy" "$ns_cl_tproxy"; do ip netns del "$ns" 2>/dev/null || true; done
   echo "bench-peers: reports and logs kept in $tmp" >&2
 }
 trap cleanup EXIT
@@ -127,17 +127,27 @@ bench_egret_explicit() {
 # the client's default route leads through the gateway, whose loopback
 # holds the "remote" address and the upstreams; the gateway redirects the
 # upstream ports to egret's transparent listener.
+# make_netns GATEWAY CLIENT SUBNET DELIVERY: DELIVERY is redirect
+# (iptables REDIRECT) or tproxy (a TPROXY rule and the fwmark route of
+# docs/LISTENERS.md).
 make_netns() {
-  ip netns add $ns_gw
-  ip netns add $ns_cl
-  ip link add vgwbench netns $ns_gw type veth peer name vclbench netns $ns_cl
-  ip netns exec $ns_gw sh -e -c "
+  local gw=${1:-$ns_gw} cl=${2:-$ns_cl} net=${3:-10.254.77} delivery=${4:-redirect}
+  ip netns add "$gw"
+  ip netns add "$cl"
+  ip link add vgwbench netns "$gw" type veth peer name vclbench netns "$cl"
+  ip netns exec "$gw" sh -e -c "
     ip link set lo up; ip link set vgwbench name vgw up
-    ip addr add 10.254.77.1/30 dev vgw; ip addr add $remote/32 dev lo
-    iptables -t nat -A PREROUTING -i vgw -p tcp -m multiport --dports $ports -j REDIRECT --to-ports $tproxy_port"
-  ip netns exec $ns_cl sh -e -c "
+    ip addr add $net.1/30 dev vgw; ip addr add $remote/32 dev lo"
+  if [ "$delivery" = tproxy ]; then
+    ip netns exec "$gw" sh -e -c "
+      iptables -t mangle -A PREROUTING -i vgw -p tcp -m multiport --dports $ports -j TPROXY --on-port $tproxy_port --tproxy-mark 0x1/0x1
+      ip rule add fwmark 1 lookup 100; ip route add local 0.0.0.0/0 dev lo table 100"
+  else
+    ip netns exec "$gw" iptables -t nat -A PREROUTING -i vgw -p tcp -m multiport --dports "$ports" -j REDIRECT --to-ports $tproxy_port
+  fi
+  ip netns exec "$cl" sh -e -c "
     ip link set lo up; ip link set vclbench name vcl up
-    ip addr add 10.254.77.2/30 dev vcl; ip route add default via 10.254.77.1"
+    ip addr add $net.2/30 dev vcl; ip route add default via $net.1"
 }
 
 bench_direct_veth() {
@@ -162,11 +172,27 @@ bench_egret_transparent() {
   stop "$pid"
 }
 
+# egret's transparent listener behind TPROXY instead of REDIRECT, in a
+# namespace pair of its own (the two rules would meet on the same ports).
+bench_egret_tproxy() {
+  [ -e /run/netns/$ns_gw_tproxy ] || make_netns $ns_gw_tproxy $ns_cl_tproxy 10.254.79 tproxy
+  ip netns exec $ns_gw_tproxy "${pinned[@]}" \
+    "$egret" "${egret_args[@]}" --listen 127.0.0.1:$egret_port --transparent 0.0.0.0:$tproxy_port --transparent-tproxy \
+    --decision-log "$tmp/egret-tproxy-decisions.log" 2>"$tmp/egret-tproxy.stderr" &
+  local pid=$!
+  pids+=("$pid")
+  wait_http "http://127.0.0.1:$egret_admin/readyz" $ns_gw_tproxy
+  run_tool_in_client egret-tproxy "$pid" $ns_gw_tproxy $ns_cl_tproxy
+  stop "$pid"
+}
+
+# run_tool_in_client TARGET PID [GATEWAY CLIENT]
 run_tool_in_client() {
+  local gw=${3:-$ns_gw} cl=${4:-$ns_cl}
   echo "bench-peers: $1 (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  timeout 300 ip netns exec $ns_cl taskset -c $tool_cpu "$bench" run --target "$1" --proxy-pid "$2" \
+  timeout 300 ip netns exec "$cl" taskset -c $tool_cpu "$bench" run --target "$1" --proxy-pid "$2" \
     --proxy transparent --duration "$duration" --idle-tunnels "$idle" --upstream-port-base $up_base \
-    --upstream-netns $ns_gw --upstream-host 127.0.0.1 --dial-addr $remote -o "$tmp/$1.json"
+    --upstream-netns "$gw" --upstream-host 127.0.0.1 --dial-addr $remote -o "$tmp/$1.json"
 }
 
 bench_squid() {

@@ -243,13 +243,13 @@ var targets = []target{
 }
 
 // egretTargets are the columns of the targets table: egret's listeners.
-var egretTargets = []string{"egret-explicit", "egret-transparent"}
+var egretTargets = []string{"egret-explicit", "egret-transparent", "egret-tproxy"}
 
-// peerFor is the peer a column is compared with: the transparent run's
-// traffic crosses a veth pair between two namespaces, so its direct
+// peerFor is the peer a column is compared with: the transparent runs'
+// traffic (REDIRECT and TPROXY) crosses a veth pair between two namespaces, so its direct
 // baseline is the direct run over that same pair, when there is one.
 func (t *table) peerFor(col, peer string) string {
-	if col == "egret-transparent" && peer == "direct" {
+	if (col == "egret-transparent" || col == "egret-tproxy") && peer == "direct" {
 		if _, ok := t.by["direct-veth"]; ok {
 			return "direct-veth"
 		}
