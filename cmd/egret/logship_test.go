@@ -87,6 +87,7 @@ func TestServeShipsToRsyslog(t *testing.T) {
 			t.Fatalf("request %d: %d", i, code)
 		}
 	}
+	s.waitFor(func() bool { return len(srv.Messages()) >= 2*len(sh.answered)-countDenied(sh) }, "the lines so far at rsyslog")
 	srv.Stop()
 	for i := 0; i < 3; i++ {
 		if code := sh.get(fmt.Sprintf("/down-%d", i), true); code != http.StatusServiceUnavailable {
@@ -145,6 +146,10 @@ func TestServeShipsToOTLP(t *testing.T) {
 			t.Fatalf("request %d: %d", i, code)
 		}
 	}
+	// A close line is written after its response: let the last one arrive
+	// before the collector goes down, or it is refused, and lost (it has no
+	// request left to refuse).
+	s.waitFor(func() bool { return len(rcv.Logs()) >= 2*len(sh.answered)-countDenied(sh) }, "the lines so far at the collector")
 	rcv.SetLogsDown(true)
 	if code := sh.get("/down", true); code != http.StatusServiceUnavailable {
 		t.Errorf("with the collector refusing: %d, want 503", code)
