@@ -129,20 +129,46 @@ func Cmd(ns string, cmd ...string) *exec.Cmd {
 // an "nftables" redirect in a table of its own.
 func (tb *Testbed) Redirect(firewall string, to int, ports ...int) {
 	tb.t.Helper()
-	var list []string
-	for _, p := range ports {
-		list = append(list, fmt.Sprint(p))
+	list := portList(ports)
+	tb.prerouting(firewall,
+		[]string{"-t", "nat", "-A", "PREROUTING", "-i", "vgw", "-p", "tcp", "-m", "multiport", "--dports", strings.Join(list, ","),
+			"-j", "REDIRECT", "--to-ports", fmt.Sprint(to)},
+		"type nat hook prerouting priority dstnat",
+		fmt.Sprintf(`iifname "vgw" tcp dport { %s } redirect to :%d`, strings.Join(list, ", "), to))
+}
+
+// TProxy makes the gateway deliver TCP arriving from the client to ports
+// to the local port to by TPROXY, with "iptables" (and ip6tables) or
+// "nftables": the rule marks what it delivers, and the mark routes the
+// packets to the local host (table 100) whatever their destination
+// address. The listener on port to must have IP_TRANSPARENT.
+func (tb *Testbed) TProxy(firewall string, to int, ports ...int) {
+	tb.t.Helper()
+	for family, local := range map[string]string{"-4": "0.0.0.0/0", "-6": "::/0"} {
+		Run(tb.t, "ip", "netns", "exec", tb.Gateway, "ip", family, "rule", "add", "fwmark", "1", "lookup", "100")
+		Run(tb.t, "ip", "netns", "exec", tb.Gateway, "ip", family, "route", "add", "local", local, "dev", "lo", "table", "100")
 	}
+	list := portList(ports)
+	tb.prerouting(firewall,
+		[]string{"-t", "mangle", "-A", "PREROUTING", "-i", "vgw", "-p", "tcp", "-m", "multiport", "--dports", strings.Join(list, ","),
+			"-j", "TPROXY", "--on-port", fmt.Sprint(to), "--tproxy-mark", "0x1/0x1"},
+		"type filter hook prerouting priority mangle",
+		fmt.Sprintf(`iifname "vgw" meta l4proto tcp tcp dport { %s } tproxy to :%d meta mark set 1 accept`, strings.Join(list, ", "), to))
+}
+
+// prerouting installs one rule for packets arriving at the gateway: with
+// "iptables" the arguments ipt (for iptables and ip6tables alike), with
+// "nftables" rule in a prerouting chain of the given type, in a table of
+// its own.
+func (tb *Testbed) prerouting(firewall string, ipt []string, chain, rule string) {
+	tb.t.Helper()
 	switch firewall {
 	case "iptables":
-		for _, ipt := range []string{"iptables", "ip6tables"} {
-			Run(tb.t, "ip", "netns", "exec", tb.Gateway, ipt, "-t", "nat", "-A", "PREROUTING", "-i", "vgw", "-p", "tcp",
-				"-m", "multiport", "--dports", strings.Join(list, ","), "-j", "REDIRECT", "--to-ports", fmt.Sprint(to))
+		for _, cmd := range []string{"iptables", "ip6tables"} {
+			Run(tb.t, "ip", append([]string{"netns", "exec", tb.Gateway, cmd}, ipt...)...)
 		}
 	case "nftables":
-		ruleset := fmt.Sprintf("table inet egret_test {\n\tchain prerouting {\n"+
-			"\t\ttype nat hook prerouting priority dstnat; policy accept;\n"+
-			"\t\tiifname \"vgw\" tcp dport { %s } redirect to :%d\n\t}\n}\n", strings.Join(list, ", "), to)
+		ruleset := fmt.Sprintf("table inet egret_test {\n\tchain prerouting {\n\t\t%s; policy accept;\n\t\t%s\n\t}\n}\n", chain, rule)
 		cmd := Cmd(tb.Gateway, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(ruleset)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -153,41 +179,12 @@ func (tb *Testbed) Redirect(firewall string, to int, ports ...int) {
 	}
 }
 
-// TProxy makes the gateway deliver TCP arriving from the client to ports
-// to the local port to by TPROXY, with "iptables" (and ip6tables) or
-// "nftables": the rule marks what it delivers, and the mark routes the
-// packets to the local host (table 100) whatever their destination
-// address. The listener on port to must have IP_TRANSPARENT.
-func (tb *Testbed) TProxy(firewall string, to int, ports ...int) {
-	tb.t.Helper()
-	var list []string
-	for _, p := range ports {
-		list = append(list, fmt.Sprint(p))
+func portList(ports []int) []string {
+	list := make([]string, len(ports))
+	for i, p := range ports {
+		list[i] = fmt.Sprint(p)
 	}
-	in := func(cmd ...string) { Run(tb.t, "ip", append([]string{"netns", "exec", tb.Gateway}, cmd...)...) }
-	for _, family := range []string{"-4", "-6"} {
-		local := map[string]string{"-4": "0.0.0.0/0", "-6": "::/0"}[family]
-		in("ip", family, "rule", "add", "fwmark", "1", "lookup", "100")
-		in("ip", family, "route", "add", "local", local, "dev", "lo", "table", "100")
-	}
-	switch firewall {
-	case "iptables":
-		for _, ipt := range []string{"iptables", "ip6tables"} {
-			in(ipt, "-t", "mangle", "-A", "PREROUTING", "-i", "vgw", "-p", "tcp", "-m", "multiport", "--dports", strings.Join(list, ","),
-				"-j", "TPROXY", "--on-port", fmt.Sprint(to), "--tproxy-mark", "0x1/0x1")
-		}
-	case "nftables":
-		ruleset := fmt.Sprintf("table inet egret_test {\n\tchain prerouting {\n"+
-			"\t\ttype filter hook prerouting priority mangle; policy accept;\n"+
-			"\t\tiifname \"vgw\" meta l4proto tcp tcp dport { %s } tproxy to :%d meta mark set 1 accept\n\t}\n}\n", strings.Join(list, ", "), to)
-		cmd := Cmd(tb.Gateway, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(ruleset)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tb.t.Fatalf("nft: %v\n%s", err, out)
-		}
-	default:
-		tb.t.Fatalf("unknown firewall %q", firewall)
-	}
+	return list
 }
 
 // Curl runs curl in the client namespace (never through a proxy) and
