@@ -1,14 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 	"gopkg.in/natefinch/lumberjack.v2"
 )
@@ -18,29 +19,11 @@ import (
 // call, before the proxy opens the tunnel; when a write fails the log
 // reports it and the proxy refuses traffic until a write succeeds again
 // (fail closed).
-//
-// The lines are encoded by zerolog, which appends each field to one
-// buffer with no allocation: slog's JSON handler cost about four times as
-// much per line (docs/BENCHMARKS.md), and a request writes two lines.
 type DecisionLog struct {
-	mu     sync.Mutex // one line at a time: out and stamp are the line's
-	z      zerolog.Logger
-	out    errWriter
-	stamp  []byte // the line's time, formatted
+	mu     sync.Mutex
+	h      slog.Handler
 	closer io.Closer
 	broken atomic.Pointer[error] // the last write error, nil while healthy
-}
-
-// errWriter keeps the error of the line's one Write call for the caller:
-// zerolog itself only prints such an error.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	_, e.err = e.w.Write(p)
-	return len(p), nil
 }
 
 // OpenDecisionLog opens path for appending ("-" is standard output). A
@@ -82,9 +65,14 @@ func (l *DecisionLog) Rotate() error {
 
 // NewDecisionLog writes to w; closer (may be nil) is closed by Close.
 func NewDecisionLog(w io.Writer, closer io.Closer) *DecisionLog {
-	l := &DecisionLog{out: errWriter{w: w}, closer: closer}
-	l.z = zerolog.New(&l.out) // no level, no timestamp of its own: every line is a decision
-	return l
+	// Drop slog's "level": every line is a decision, none is more urgent.
+	opts := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && a.Key == slog.LevelKey {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	return &DecisionLog{h: slog.NewJSONHandler(w, opts), closer: closer}
 }
 
 // Err returns the last write error, or nil if the log is writable.
@@ -103,18 +91,12 @@ func (l *DecisionLog) Close() error {
 	return nil
 }
 
-// begin starts a line, and holds the log until end: the time, then msg
-// (decision or close), as every line begins.
-func (l *DecisionLog) begin(msg string) *zerolog.Event {
+// write emits one line; slog's JSON handler makes one Write call per record.
+func (l *DecisionLog) write(msg string, attrs []slog.Attr) error {
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	rec.AddAttrs(attrs...)
 	l.mu.Lock()
-	l.stamp = time.Now().AppendFormat(l.stamp[:0], time.RFC3339Nano)
-	return l.z.Log().Bytes("time", l.stamp).Str("msg", msg)
-}
-
-// end writes the line begun, in one Write call, and reports its error.
-func (l *DecisionLog) end(line *zerolog.Event) error {
-	line.Send()
-	err := l.out.err
+	err := l.h.Handle(context.Background(), rec)
 	l.mu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("decision log: %w", err)
@@ -161,42 +143,55 @@ type Event struct {
 	span  trace.Span // ended by record (denies) or finish
 }
 
-// fields appends the event's fields to line, in DESIGN §7's order; the
-// optional ones only when set.
-func (e *Event) fields(line *zerolog.Event) *zerolog.Event {
-	line.Str("decision", e.Decision).Str("mode", e.Mode.String()).Str("listener", e.Listener).
-		Str("client", e.Client).Str("identity", e.Identity).Strs("products", e.Products).
-		Str("method", e.Method).Str("host", e.Host)
-	if e.Query == nil {
-		line.Int("port", int(e.Port))
-	} else {
-		e.Query.fields(line)
+func (e *Event) attrs() []slog.Attr {
+	a := []slog.Attr{
+		slog.String("decision", e.Decision),
+		slog.String("mode", e.Mode.String()),
+		slog.String("listener", e.Listener),
+		slog.String("client", e.Client),
+		slog.String("identity", e.Identity),
+		slog.Any("products", nonNil(e.Products)),
+		slog.String("method", e.Method),
+		slog.String("host", e.Host),
 	}
-	optional := [...]struct{ k, v string }{
+	if e.Query == nil {
+		a = append(a, slog.Int("port", int(e.Port)))
+	} else {
+		a = e.Query.attrs(a)
+	}
+	optional := []struct{ k, v string }{
 		{"path", e.Path}, {"rule", e.Rule}, {"source", e.Source}, {"reason", e.Reason},
 		{"product", e.Product}, {"paths", e.Paths}, {"sni", e.SNI}, {"ip", e.IP}, {"dns", e.DNS}, {"ech", e.ECH},
 		{"error", e.Error},
 	}
 	for _, kv := range optional {
 		if kv.v != "" {
-			line.Str(kv.k, kv.v)
+			a = append(a, slog.String(kv.k, kv.v))
 		}
 	}
 	if e.Status != 0 {
-		line.Int("status", e.Status)
+		a = append(a, slog.Int("status", e.Status))
 	}
-	return line.Str("trace_id", e.TraceID)
+	return append(a, slog.String("trace_id", e.TraceID))
 }
 
 // Decision logs the decision line.
 func (l *DecisionLog) Decision(e *Event) error {
-	return l.end(e.fields(l.begin("decision")))
+	return l.write("decision", e.attrs())
 }
 
 // Closed logs the close line of an allowed tunnel or request.
 func (l *DecisionLog) Closed(e *Event, up, down int64) error {
-	return l.end(e.fields(l.begin("close")).
-		Int64("bytes_up", up).
-		Int64("bytes_down", down).
-		Int64("duration_ms", time.Since(e.start).Milliseconds()))
+	a := append(e.attrs(),
+		slog.Int64("bytes_up", up),
+		slog.Int64("bytes_down", down),
+		slog.Int64("duration_ms", time.Since(e.start).Milliseconds()))
+	return l.write("close", a)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -1,11 +1,11 @@
 package proxy
 
 import (
+	"log/slog"
 	"net/netip"
 	"time"
 
 	"github.com/egret-proxy/egret/allowlists"
-	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
 )
 
@@ -31,17 +31,19 @@ type DNSQuery struct {
 	Truncated bool
 }
 
-func (q *DNSQuery) fields(line *zerolog.Event) {
-	line.Str("qtype", q.QType).Str("proto", q.Proto).Str("rcode", q.Rcode).Int("answers", q.Answers)
+func (q *DNSQuery) attrs(a []slog.Attr) []slog.Attr {
+	a = append(a, slog.String("qtype", q.QType), slog.String("proto", q.Proto),
+		slog.String("rcode", q.Rcode), slog.Int("answers", q.Answers))
 	if q.Removed > 0 {
-		line.Int("removed", q.Removed)
+		a = append(a, slog.Int("removed", q.Removed))
 	}
 	if q.ECHRemoved > 0 {
-		line.Int("ech_removed", q.ECHRemoved)
+		a = append(a, slog.Int("ech_removed", q.ECHRemoved))
 	}
 	if q.Truncated {
-		line.Bool("truncated", true)
+		a = append(a, slog.Bool("truncated", true))
 	}
+	return a
 }
 
 func (q *DNSQuery) spanAttributes(a []attribute.KeyValue) []attribute.KeyValue {
